@@ -1,0 +1,110 @@
+"""`dtrag bench retrieval`: ingest a BEIR set (or reuse it), run every query per strategy, evaluate."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from apps.bench.beir import BeirDataset
+from apps.bench.metrics import Run, evaluate, percentile
+from apps.core.config import Settings
+from apps.core.migrations import upgrade
+from apps.runtime import Runtime, build_runtime
+from apps.search.types import Hit
+
+CACHE_DIR = Path(os.environ.get("DTRAG_CACHE_DIR", Path.home() / ".cache" / "dtrag"))
+DOC_DEPTH = 100  # Recall@100 / MAP@100 need 100 documents per query
+
+
+def default_database_url(dataset: BeirDataset) -> str:
+    digest = hashlib.sha256(str(dataset.path.resolve()).encode()).hexdigest()[:8]
+    path = CACHE_DIR / "bench" / f"{dataset.name}-{digest}.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def bench_settings(base: Settings, database_url: str) -> Settings:
+    cache = base.embedding_cache_path or str(CACHE_DIR / "embeddings.sqlite")
+    return base.model_validate({**base.model_dump(), "database_url": database_url, "embedding_cache_path": cache})
+
+
+def doc_scores(hits: list[Hit]) -> dict[str, float]:
+    """A document scores as its best chunk."""
+    scores: dict[str, float] = {}
+    for hit in hits:
+        key = hit.external_id or hit.doc_id
+        if key not in scores:
+            scores[key] = hit.score
+        if len(scores) >= DOC_DEPTH:
+            break
+    return scores
+
+
+async def ingest_dataset(
+    runtime: Runtime, dataset: BeirDataset, on_progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    corpus = dataset.corpus(runtime.settings.max_document_bytes)
+    report = await runtime.ingestion.ingest(corpus, on_progress=on_progress)
+    return {
+        "docs": report.documents,
+        "new_docs": report.created + report.replaced,
+        "reused": report.created + report.replaced == 0,
+        "seconds": round(report.seconds, 2),
+        "embed_seconds": round(report.embed_seconds, 2),
+        "docs_per_s": round((report.created + report.replaced) / report.seconds, 2) if report.seconds else 0.0,
+        "tokens_per_s": round(report.tokens_per_second, 1),
+        "chunks": report.chunks,
+    }
+
+
+async def run_queries(runtime: Runtime, dataset: BeirDataset, strategy: str) -> tuple[Run, list[float]]:
+    run: Run = {}
+    latencies: list[float] = []
+    chunk_depth = DOC_DEPTH + DOC_DEPTH // 2  # extra chunks so multi-chunk documents still yield 100 docs
+    for qid, query in dataset.queries.items():
+        start = time.perf_counter()
+        result = await runtime.search.search(query, top_k=chunk_depth, strategy=strategy)
+        latencies.append((time.perf_counter() - start) * 1000)
+        run[qid] = doc_scores(result.hits)
+    return run, latencies
+
+
+async def bench_retrieval(
+    dataset: BeirDataset,
+    strategies: list[str],
+    settings: Settings,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    upgrade(settings.database_url)
+    runtime = build_runtime(settings)
+    try:
+        for name in strategies:
+            runtime.search.resolve(name)
+        ingest = await ingest_dataset(runtime, dataset, on_progress)
+        # Warm up: model handles, SQLite page cache, PostgreSQL buffers.
+        for query in list(dataset.queries.values())[:5]:
+            await runtime.search.search(query, top_k=10, strategy=strategies[0])
+        results: dict[str, Any] = {}
+        for name in strategies:
+            run, latencies = await run_queries(runtime, dataset, name)
+            results[name] = {
+                **evaluate(dataset.qrels, run),
+                "p50_ms": round(statistics.median(latencies), 2),
+                "p95_ms": round(percentile(latencies, 95), 2),
+                "p99_ms": round(percentile(latencies, 99), 2),
+            }
+        return {
+            "dataset": dataset.name,
+            "split": dataset.split,
+            "queries": len(dataset.queries),
+            "backend": settings.backend,
+            "ingest": ingest,
+            "strategies": results,
+        }
+    finally:
+        await runtime.close()

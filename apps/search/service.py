@@ -1,0 +1,147 @@
+"""Hybrid search: run a strategy's legs concurrently, each under a timeout, fuse, hydrate.
+
+If one leg fails or times out the other's results are returned and the result is marked degraded;
+only when every leg fails does the search fail (`SearchUnavailable`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+
+from sqlalchemy import bindparam, text
+
+from apps.core.config import Settings
+from apps.search.embeddings.base import EmbeddingProvider
+from apps.search.strategies import BM25, DENSE, Strategy, build_strategies
+from apps.search.stores.base import Store
+from apps.search.text.analyzer import Analyzer
+from apps.search.types import Hit, LegHit, SearchFilters, SearchResult
+
+log = logging.getLogger(__name__)
+
+_HYDRATE_SQL = text(
+    "SELECT c.id, c.document_id, c.text, d.title, d.source_url, d.taxonomy_path, d.external_id, d.language "
+    "FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+
+class UnknownStrategyError(ValueError):
+    pass
+
+
+class SearchUnavailableError(RuntimeError):
+    pass
+
+
+class SearchService:
+    def __init__(self, store: Store, embedder: EmbeddingProvider, analyzer: Analyzer, settings: Settings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.analyzer = analyzer
+        self.settings = settings
+        self.strategies = build_strategies(settings)
+        if settings.default_strategy not in self.strategies:
+            raise UnknownStrategyError(
+                f"DEFAULT_STRATEGY {settings.default_strategy!r} is not one of {sorted(self.strategies)}"
+            )
+
+    def resolve(self, name: str | None) -> Strategy:
+        name = name or self.settings.default_strategy
+        try:
+            return self.strategies[name]
+        except KeyError:
+            raise UnknownStrategyError(
+                f"unknown strategy {name!r}; choose one of {', '.join(sorted(self.strategies))}"
+            ) from None
+
+    async def _bm25_leg(self, query: str, depth: int, filters: SearchFilters) -> list[LegHit]:
+        terms = self.analyzer.query_terms(query, self.settings.max_query_terms)
+        return await self.store.bm25(terms, depth, filters)
+
+    async def _dense_leg(self, query: str, depth: int, filters: SearchFilters) -> list[LegHit]:
+        vector = await self.embedder.embed_query(query)
+        return await self.store.dense(vector, self.embedder.name, depth, filters)
+
+    async def _timed(self, leg: str, work: Awaitable[list[LegHit]], timings: dict[str, float]) -> list[LegHit]:
+        start = time.perf_counter()
+        try:
+            return await asyncio.wait_for(work, timeout=self.settings.leg_timeout_ms / 1000)
+        finally:
+            timings[leg] = round((time.perf_counter() - start) * 1000, 3)
+
+    async def search(
+        self,
+        query: str,
+        top_k: int = 5,
+        filters: SearchFilters | None = None,
+        strategy: str | None = None,
+    ) -> SearchResult:
+        start = time.perf_counter()
+        chosen = self.resolve(strategy)
+        filters = filters or SearchFilters()
+        depth = max(top_k, self.settings.search_candidates)
+        timings: dict[str, float] = {}
+        runners = {BM25: self._bm25_leg, DENSE: self._dense_leg}
+        outcomes = await asyncio.gather(
+            *(self._timed(leg, runners[leg](query, depth, filters), timings) for leg in chosen.legs),
+            return_exceptions=True,
+        )
+        legs: dict[str, list[LegHit]] = {}
+        reasons: list[str] = []
+        for leg, outcome in zip(chosen.legs, outcomes):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome
+                why = "timed out" if isinstance(outcome, TimeoutError) else f"{type(outcome).__name__}: {outcome}"
+                reasons.append(f"{leg} leg {why}")
+                log.warning("search leg failed", extra={"leg": leg, "reason": why})
+            else:
+                legs[leg] = outcome
+        if not legs:
+            raise SearchUnavailableError("; ".join(reasons))
+
+        fused = chosen.fuse(legs)
+        ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
+        hits = await self._hydrate(ranked, legs)
+        return SearchResult(
+            hits=hits,
+            strategy=chosen.name,
+            latency_ms=round((time.perf_counter() - start) * 1000, 3),
+            total_candidates=len(fused),
+            degraded=bool(reasons),
+            degraded_reasons=reasons,
+            timings_ms=timings,
+        )
+
+    async def _hydrate(self, ranked: list[tuple[int, float]], legs: dict[str, list[LegHit]]) -> list[Hit]:
+        if not ranked:
+            return []
+        positions = {
+            leg: {h.chunk_id: (rank, h.score) for rank, h in enumerate(hits, start=1)} for leg, hits in legs.items()
+        }
+        async with self.store.engine.connect() as conn:
+            rows = {r.id: r for r in await conn.execute(_HYDRATE_SQL, {"ids": [cid for cid, _ in ranked]})}
+        hits = []
+        for chunk_id, score in ranked:
+            row = rows.get(chunk_id)
+            if row is None:  # deleted between retrieval and hydration
+                continue
+            hits.append(
+                Hit(
+                    chunk_id=chunk_id,
+                    doc_id=row.document_id,
+                    score=score,
+                    text=row.text,
+                    title=row.title,
+                    source_url=row.source_url,
+                    taxonomy_path=row.taxonomy_path,
+                    external_id=row.external_id,
+                    language=row.language,
+                    ranks={leg: positions.get(leg, {}).get(chunk_id, (None, None))[0] for leg in (BM25, DENSE)},
+                    scores={leg: positions.get(leg, {}).get(chunk_id, (None, None))[1] for leg in (BM25, DENSE)},
+                )
+            )
+        return hits

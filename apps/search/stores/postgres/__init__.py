@@ -1,0 +1,3 @@
+from apps.search.stores.postgres.store import PostgresStore
+
+__all__ = ["PostgresStore"]

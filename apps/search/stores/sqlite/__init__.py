@@ -1,0 +1,3 @@
+from apps.search.stores.sqlite.store import SQLiteStore
+
+__all__ = ["SQLiteStore"]

@@ -1,0 +1,134 @@
+"""Retrieval on both backends: strategies, filters, Korean, odd queries, degradation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from apps.runtime import Runtime
+from apps.search.service import SearchUnavailableError, UnknownStrategyError
+from apps.search.types import SearchFilters
+from tests.support.corpus import corpus
+
+STRATEGIES = ["bm25", "dense", "hybrid_rrf", "hybrid_cc"]
+
+
+@pytest.fixture
+async def loaded(runtime: Runtime) -> Runtime:
+    await runtime.ingestion.ingest(corpus())
+    return runtime
+
+
+def ids(result) -> list[str]:
+    return [h.external_id for h in result.hits]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_each_strategy_finds_the_relevant_document(loaded: Runtime, strategy: str) -> None:
+    result = await loaded.search.search("vitamin D and bone loss", top_k=3, strategy=strategy)
+    assert result.strategy == strategy
+    assert ids(result)[0] == "bio"
+    assert not result.degraded
+    top = result.hits[0]
+    assert top.text and top.title == "Vitamin D" and top.taxonomy_path == "science/health"
+    if strategy in ("bm25", "hybrid_rrf", "hybrid_cc"):
+        assert top.ranks["bm25"] == 1
+    if strategy in ("dense", "hybrid_rrf", "hybrid_cc"):
+        assert top.ranks["dense"] == 1
+    scores = [h.score for h in result.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_hybrid_reports_both_legs_ranks_and_candidates(loaded: Runtime) -> None:
+    result = await loaded.search.search("PostgreSQL indexes", top_k=6, strategy="hybrid_rrf")
+    assert ids(result)[0] == "db"
+    assert result.total_candidates >= len(result.hits)
+    assert set(result.timings_ms) == {"bm25", "dense"}
+    # dense ranks every document; bm25 only those sharing a term
+    assert all(h.ranks["dense"] is not None for h in result.hits)
+    assert any(h.ranks["bm25"] is None for h in result.hits)
+
+
+async def test_korean_query_finds_korean_documents(loaded: Runtime) -> None:
+    for strategy in STRATEGIES:
+        result = await loaded.search.search("훈민정음은 누가 창제했나?", top_k=2, strategy=strategy)
+        assert ids(result)[0] == "ko-history", strategy
+    bm25 = await loaded.search.search("인공지능 학습", top_k=5, strategy="bm25")
+    assert ids(bm25)[0] == "ko-ml"
+
+
+async def test_cross_lingual_dense(loaded: Runtime) -> None:
+    result = await loaded.search.search("기계 학습 machine learning", top_k=2, strategy="dense")
+    assert set(ids(result)) == {"ml", "ko-ml"}
+
+
+async def test_filters(loaded: Runtime) -> None:
+    s = loaded.search
+    for strategy in STRATEGIES:
+        tech = await s.search("learning data", top_k=10, strategy=strategy, filters=SearchFilters(taxonomy_path="tech"))
+        assert {h.taxonomy_path for h in tech.hits} <= {"tech/ai", "tech/data"}, strategy
+        assert "air" not in ids(tech)  # "techno" is not under "tech"
+        ko = await s.search("learning", top_k=10, strategy=strategy, filters=SearchFilters(language="ko"))
+        assert set(ids(ko)) <= {"ko-ml", "ko-history"}
+    dense_ko = await s.search("learning", top_k=10, strategy="dense", filters=SearchFilters(language="ko"))
+    assert set(ids(dense_ko)) == {"ko-ml", "ko-history"}
+    doc_ids = {h.external_id: h.doc_id for h in (await s.search("anything", top_k=10, strategy="dense")).hits}
+    only = await s.search("vitamin", top_k=10, filters=SearchFilters(doc_ids=(doc_ids["db"], doc_ids["ml"])))
+    assert set(ids(only)) <= {"db", "ml"} and ids(only)
+    research = await s.search("learning", top_k=10, strategy="dense", filters=SearchFilters(metadata={"team": "research"}))
+    assert set(ids(research)) == {"ml", "bio", "ko-ml"}
+    both = await s.search("x", top_k=10, strategy="dense", filters=SearchFilters(metadata={"team": "research", "year": 2024}))
+    assert set(ids(both)) == {"ml", "ko-ml"}
+    none = await s.search("learning", top_k=10, filters=SearchFilters(metadata={"team": "nobody"}))
+    assert none.hits == []
+    empty_ids = await s.search("learning", top_k=10, filters=SearchFilters(doc_ids=()))
+    assert empty_ids.hits == []
+
+
+async def test_odd_queries_do_not_crash(loaded: Runtime) -> None:
+    s = loaded.search
+    long_query = ("vitamin D bone health sunlight " * 200)[:5000]
+    assert len(long_query) == 5000
+    result = await s.search(long_query, top_k=3)
+    assert ids(result)[0] == "bio"
+    stop = await s.search("the of and is", top_k=3, strategy="hybrid_cc")
+    assert len(stop.hits) == 3 and not stop.degraded  # dense still answers
+    assert (await s.search("the of and is", top_k=3, strategy="bm25")).hits == []
+    punct = await s.search("?!... ;;; ---", top_k=3)
+    assert len(punct.hits) == 3
+    quotes = await s.search('"vitamin" OR NEAR(x) AND -bone*', top_k=3, strategy="bm25")  # FTS5 syntax is inert
+    assert ids(quotes)[0] == "bio"
+
+
+async def test_unknown_strategy(loaded: Runtime) -> None:
+    with pytest.raises(UnknownStrategyError, match="choose one of"):
+        await loaded.search.search("x", strategy="magic")
+
+
+async def test_a_failing_leg_degrades_instead_of_failing(loaded: Runtime, monkeypatch) -> None:
+    async def broken(*args, **kwargs):
+        raise ConnectionError("vector index unavailable")
+
+    monkeypatch.setattr(loaded.store, "dense", broken)
+    result = await loaded.search.search("vitamin D", top_k=3, strategy="hybrid_cc")
+    assert result.degraded and ids(result)[0] == "bio"
+    assert "dense leg ConnectionError" in result.degraded_reasons[0]
+    with pytest.raises(SearchUnavailableError):
+        await loaded.search.search("vitamin D", strategy="dense")
+
+
+async def test_a_slow_leg_times_out_and_degrades(loaded: Runtime, monkeypatch) -> None:
+    loaded.search.settings = loaded.settings.model_copy(update={"leg_timeout_ms": 100})
+    original = loaded.store.bm25
+
+    async def slow(*args, **kwargs):
+        await asyncio.sleep(5)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(loaded.store, "bm25", slow)
+    start = asyncio.get_running_loop().time()
+    result = await loaded.search.search("vitamin D", top_k=3, strategy="hybrid_rrf")
+    assert asyncio.get_running_loop().time() - start < 2
+    assert result.degraded and result.degraded_reasons == ["bm25 leg timed out"]
+    assert ids(result)[0] == "bio"
