@@ -18,6 +18,8 @@ bench_app = typer.Typer(help="Benchmarks that print numbers.", no_args_is_help=T
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err = Console(stderr=True)
@@ -125,6 +127,133 @@ def reindex() -> None:
         console.print(f"re-embedded {count} chunks with {runtime.ingestion.embedder.name}")
 
     asyncio.run(run())
+
+
+async def _first_run_setup(settings) -> None:
+    """Seed the sample corpus into an empty database and mint the first admin key."""
+    from sqlalchemy import func, select
+
+    from apps.core.api_keys import ApiKeyStore, Scope
+    from apps.core.models import Document
+    from apps.runtime import build_runtime
+    from apps.sample_corpus import sample_documents
+
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.engine.connect() as conn:
+            documents = (await conn.execute(select(func.count()).select_from(Document))).scalar_one()
+        if documents == 0:
+            samples = sample_documents()
+            err.print(f"first run: ingesting {len(samples)} sample documents (English and Korean)...")
+            report = await runtime.ingestion.ingest(samples)
+            err.print(f"  {report.created} documents, {report.chunks} chunks in {report.seconds:.1f} s")
+        keys = ApiKeyStore(runtime.engine, settings.secret_key)
+        if await keys.count_active_admins() == 0:
+            info, plaintext = await keys.create(Scope.admin, name="first admin key")
+            console.print(f"\n[bold]Admin API key (shown once, store it now):[/bold] {plaintext}\n")
+            console.print(
+                "Try it:\n  curl -X POST http://localhost:8000/api/v1/search/ -H \"Content-Type: application/json\" "
+                f"-H \"X-API-Key: {plaintext}\" -d '{{\"q\":\"machine learning\",\"final_topk\":5}}'\n",
+                soft_wrap=True,
+            )
+    finally:
+        await runtime.close()
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to bind"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
+    init: bool = typer.Option(False, "--init", help="first run: seed the sample corpus, mint an admin key"),
+) -> None:
+    """Migrate the database and serve the HTTP API (uvicorn apps.api.main:app)."""
+    import uvicorn
+
+    from apps.core.migrations import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    if init:
+        asyncio.run(_first_run_setup(settings))
+    uvicorn.run("apps.api.main:app", host=host, port=port, workers=workers, log_level=settings.log_level.lower())
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: str = typer.Option(..., help="read | write | admin"),
+    name: str = typer.Option("", help="a label for the key"),
+    expires_in_days: float | None = typer.Option(None, help="expiry; default never"),
+    rate_limit: int | None = typer.Option(None, help="requests a minute; default from settings"),
+    as_json: bool = typer.Option(False, "--json", help='print {"id", "api_key", "scope"}'),
+) -> None:
+    """Create an API key; its secret is printed once."""
+    from datetime import timedelta
+
+    from apps.core.api_keys import ApiKeyStore, Scope
+    from apps.core.db import create_engine
+
+    if scope not in Scope.__members__:
+        _fail(f"--scope must be one of {', '.join(Scope.__members__)}")
+    settings = get_settings()
+
+    async def run():
+        engine = create_engine(settings)
+        try:
+            return await ApiKeyStore(engine, settings.secret_key).create(
+                Scope[scope], name=name, rate_limit_per_minute=rate_limit,
+                expires_in=timedelta(days=expires_in_days) if expires_in_days else None,
+            )
+        finally:
+            await engine.dispose()
+
+    info, plaintext = asyncio.run(run())
+    if as_json:
+        print(json.dumps({"id": info.id, "api_key": plaintext, "scope": info.scope.name}))
+    else:
+        console.print(f"id {info.id} scope {info.scope.name}\n{plaintext}\n(shown once: store it now)")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (never their secrets)."""
+    from apps.core.api_keys import ApiKeyStore
+    from apps.core.db import create_engine
+
+    settings = get_settings()
+
+    async def run():
+        engine = create_engine(settings)
+        try:
+            return await ApiKeyStore(engine, settings.secret_key).list()
+        finally:
+            await engine.dispose()
+
+    table = Table("id", "name", "scope", "active", "created", "expires", "revoked")
+    for k in asyncio.run(run()):
+        table.add_row(k.id, k.name, k.scope.name, "yes" if k.active else "no", str(k.created_at)[:19],
+                      str(k.expires_at or "")[:19], str(k.revoked_at or "")[:19])
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke an API key; every worker refuses it from the next request on."""
+    from apps.core.api_keys import ApiKeyStore
+    from apps.core.db import create_engine
+
+    settings = get_settings()
+
+    async def run() -> bool:
+        engine = create_engine(settings)
+        try:
+            return await ApiKeyStore(engine, settings.secret_key).revoke(key_id)
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(run()):
+        _fail(f"no API key with id {key_id!r}")
+    console.print(f"revoked {key_id}")
 
 
 @bench_app.command("retrieval")

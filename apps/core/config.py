@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     leg_timeout_ms: int = Field(2000, ge=10, le=60000)
     default_strategy: str = "hybrid_cc"
     max_query_terms: int = Field(64, ge=1, le=1024)
+    search_cache_ttl_s: int = Field(60, ge=0, le=86400)
+
+    # HTTP service
+    max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    rate_limit_per_minute: int = Field(600, ge=1, le=1_000_000)
 
     @field_validator("log_level")
     @classmethod

@@ -13,6 +13,7 @@ from apps.ingestion.errors import IngestError
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
 _MD_HEADING = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_MD_HEADING_MARKS = re.compile(r"^\s{0,3}#{1,6}\s+", re.MULTILINE)
 
 
 def _read_text(path: Path, data: bytes) -> str:
@@ -59,6 +60,10 @@ def load_bytes(
         text = _read_text(path, data)
         heading = _MD_HEADING.search(text) if suffix in (".md", ".markdown") else None
         found_title = heading.group(1) if heading else path.stem
+        if heading:  # the title travels with every chunk already
+            text = text[: heading.start()] + text[heading.end() :]
+        if suffix in (".md", ".markdown"):
+            text = _MD_HEADING_MARKS.sub("", text)
         content_type = "text/markdown" if suffix in (".md", ".markdown") else "text/plain"
     return [
         SourceDocument(
@@ -97,9 +102,9 @@ def iter_paths(paths: list[str | Path]) -> Iterator[Path]:
 
 
 def _html(path: Path, html: str) -> tuple[str, str]:
-    from selectolax.parser import HTMLParser
+    from selectolax.lexbor import LexborHTMLParser
 
-    tree = HTMLParser(html)
+    tree = LexborHTMLParser(html)
     for node in tree.css("script, style, noscript, template"):
         node.decompose()
     title_node = tree.css_first("title")

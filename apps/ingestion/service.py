@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from apps.core.config import Settings
+from apps.core.corpus_state import bump_generation
 from apps.core.db import write_transaction
 from apps.core.models import Chunk, Document, Embedding, new_id, utcnow
 from apps.ingestion.chunking import chunk_text
@@ -179,7 +180,7 @@ class IngestionService:
         report.seconds = time.perf_counter() - start
         log.info(
             "ingested",
-            extra={k: getattr(report, k) for k in ("documents", "created", "replaced", "unchanged", "chunks")},
+            extra={f"ingest_{k}": getattr(report, k) for k in ("documents", "created", "replaced", "unchanged", "chunks")},
         )
         return report
 
@@ -234,7 +235,17 @@ class IngestionService:
                     )
                 await self._write_chunks(conn, doc_id, d)
                 outcomes.append(DocumentOutcome(doc_id, identity, "replaced" if old_id else "created", len(d.chunks)))
+            if any(o.status != "unchanged" for o in outcomes):
+                await bump_generation(conn)
         return outcomes
+
+    async def delete(self, document_id: str) -> bool:
+        """Delete a document; chunks, vectors and postings go with it by cascade."""
+        async with write_transaction(self.store.engine) as conn:
+            deleted = (await conn.execute(delete(Document).where(Document.id == document_id))).rowcount
+            if deleted:
+                await bump_generation(conn)
+        return bool(deleted)
 
     async def _write_chunks(self, conn: AsyncConnection, doc_id: str, d: PreparedDocument) -> None:
         rows = [
@@ -299,6 +310,7 @@ class IngestionService:
                         for r, v in zip(page, vectors)
                     ],
                 )
+                await bump_generation(conn)
             done += len(page)
             last_id = page[-1].id
             if on_progress:

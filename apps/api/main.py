@@ -1,0 +1,171 @@
+"""The FastAPI application: `uvicorn apps.api.main:app`."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from apps import __version__
+from apps.api import problems
+from apps.api.deps import Services
+from apps.api.routers import admin, documents, health, search
+from apps.core.api_keys import ApiKeyStore
+from apps.core.config import Settings, get_settings
+from apps.core.logging import configure_logging
+from apps.core.rate_limit import DatabaseRateLimiter, RedisRateLimiter
+from apps.core.request_log import RequestLog
+from apps.runtime import build_runtime
+from apps.search.cache import LocalBackend, RedisBackend, SearchCache
+
+log = logging.getLogger(__name__)
+
+
+async def build_services(settings: Settings) -> Services:
+    runtime = build_runtime(settings)
+    redis = None
+    if settings.redis_url:
+        import redis.asyncio as aioredis
+
+        redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    return Services(
+        runtime=runtime,
+        keys=ApiKeyStore(runtime.engine, settings.secret_key),
+        limiter=RedisRateLimiter(redis) if redis is not None else DatabaseRateLimiter(runtime.engine),
+        cache=SearchCache(runtime.engine, RedisBackend(redis) if redis is not None else LocalBackend(),
+                          settings.search_cache_ttl_s),
+        request_log=RequestLog(runtime.engine),
+        redis=redis,
+    )
+
+
+class BodyLimit:
+    """413 for bodies over the limit, by Content-Length or by counting a streamed body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(scope, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(scope, send)
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        # Runs outside the request-context middleware, so it names the request itself.
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        response = JSONResponse(
+            {"type": "about:blank", "title": "Content Too Large", "status": 413,
+             "detail": f"request body is over the {self.max_bytes:,}-byte limit", "instance": scope.get("path"),
+             "request_id": request_id},
+            status_code=413, media_type=problems.PROBLEM, headers={"X-Request-ID": request_id},
+        )
+        await response(scope, lambda: None, send)  # type: ignore[arg-type]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class RouteTemplates:
+    """Maps a request path to its route template (`/api/v1/documents/{document_id}`) for metric labels,
+    so label cardinality stays bounded whatever ids clients send."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def __call__(self, path: str) -> str:
+        if self._compiled is None:
+            templates = set(self._app.openapi()["paths"]) | {p.rstrip("/") + "/" for p in self._app.openapi()["paths"]}
+            self._compiled = [(compile_path(t)[0], t) for t in sorted(templates)]
+        for pattern, template in self._compiled:
+            if pattern.match(path):
+                return template.rstrip("/") or "/"
+        return "unmatched"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = await build_services(settings)
+        app.state.services.request_log.start()
+        log.info("dt-rag started", extra={"backend": settings.backend, "environment": settings.environment.value})
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    app = FastAPI(
+        title="DT-RAG",
+        version=__version__,
+        description="Hybrid retrieval and grounded answers over your own documents. "
+        "Every `/api/v1` route needs an `X-API-Key` header.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    templates = RouteTemplates(app)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next) -> Response:
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        start = time.perf_counter()
+        response = await call_next(request)
+        elapsed = (time.perf_counter() - start) * 1000
+        response.headers["X-Request-ID"] = request.state.request_id
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.request_log.record(
+                templates(request.url.path), request.method, response.status_code, round(elapsed, 3),
+                strategy=getattr(request.state, "strategy", None),
+            )
+        return response
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+
+    v1 = APIRouter(prefix="/api/v1")
+    v1.include_router(search.router)
+    v1.include_router(documents.router)
+    v1.include_router(admin.router)
+    app.include_router(v1)
+    app.include_router(admin.cache_router)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

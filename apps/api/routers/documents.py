@@ -1,0 +1,241 @@
+"""Documents: ingest (JSON or file upload, with idempotency keys), list, read, chunks, delete; taxonomy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
+
+from apps.api.deps import ReadKey, ServicesDep, WriteKey
+from apps.api.schemas import ChunkOut, DocumentIn, DocumentOut, DocumentPage, IngestOut, TaxonomyNode
+from apps.core.models import Chunk, Document, IdempotencyKey, utcnow
+from apps.ingestion.documents import SourceDocument
+from apps.ingestion.errors import EmbeddingMismatchError, IngestError
+from apps.ingestion.loaders import SUPPORTED_SUFFIXES, load_bytes
+
+router = APIRouter(tags=["documents"])
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/DocumentIn"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary",
+                                 "description": f"one of {', '.join(SUPPORTED_SUFFIXES)}"},
+                        "title": {"type": "string"},
+                        "external_id": {"type": "string"},
+                        "source_url": {"type": "string"},
+                        "taxonomy_path": {"type": "string", "description": "e.g. ai/ml"},
+                        "metadata": {"type": "string", "description": "a JSON object"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
+
+
+def _from_model(body: DocumentIn) -> SourceDocument:
+    return SourceDocument(
+        text=body.text, title=body.title, external_id=body.external_id, source_url=body.source_url,
+        taxonomy_path=body.taxonomy_path or "", metadata=body.metadata or {},  # type: ignore[arg-type]
+        origin=body.external_id or "request body",
+    )
+
+
+async def _parse(request: Request, max_bytes: int) -> tuple[SourceDocument, str]:
+    """The document in the request and a hash of its meaning (not its bytes: multipart boundaries vary)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            payload = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HTTPException(400, f"malformed JSON body: {exc}") from None
+        try:
+            body = DocumentIn.model_validate(payload)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+            ) from None
+        canonical = json.dumps(body.model_dump(), sort_keys=True, ensure_ascii=False)
+        return _from_model(body), hashlib.sha256(canonical.encode()).hexdigest()
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise _invalid("file", "a file field is required")
+        data = await upload.read()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        try:
+            metadata = json.loads(fields.get("metadata") or "{}")
+        except json.JSONDecodeError:
+            raise _invalid("metadata", "must be a JSON object") from None
+        if not isinstance(metadata, dict):
+            raise _invalid("metadata", "must be a JSON object")
+        try:
+            documents = load_bytes(
+                upload.filename or "upload", data, max_bytes, title=fields.get("title") or None,
+                external_id=fields.get("external_id") or None, source_url=fields.get("source_url") or None,
+                taxonomy_path=fields.get("taxonomy_path"), metadata=metadata,
+            )
+        except IngestError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if len(documents) != 1:
+            raise HTTPException(422, f"{upload.filename}: holds {len(documents)} documents; upload one per request "
+                                     "or use `dtrag ingest` for corpora")
+        digest = hashlib.sha256()
+        digest.update((upload.filename or "").encode() + b"\0" + data)
+        digest.update(json.dumps(fields, sort_keys=True).encode())
+        return documents[0], digest.hexdigest()
+    raise HTTPException(415, "send application/json or multipart/form-data")
+
+
+@router.post("/documents", response_model=IngestOut, status_code=201, openapi_extra=_UPLOAD_SCHEMA,
+             summary="Ingest a document (JSON text or a file upload)",
+             responses={200: {"description": "unchanged or replaced", "model": IngestOut}})
+async def create_document(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    key: WriteKey,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> Any:
+    settings = services.runtime.settings
+    document, request_hash = await _parse(request, settings.max_document_bytes)
+    engine = services.runtime.engine
+    if idempotency_key:
+        async with AsyncSession(engine) as session:
+            previous = await session.get(IdempotencyKey, (key.id, idempotency_key))
+        if previous is not None:
+            if previous.request_hash != request_hash:
+                raise HTTPException(422, "Idempotency-Key was already used with a different request body")
+            response.status_code = previous.status_code
+            response.headers["Idempotent-Replayed"] = "true"
+            return previous.response
+    try:
+        report = await services.runtime.ingestion.ingest([document])
+    except IngestError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except EmbeddingMismatchError as exc:
+        raise HTTPException(409, str(exc)) from None
+    outcome = report.outcomes[0]
+    chunks = outcome.chunks or await _chunk_count(services, outcome.document_id)
+    result = IngestOut(document_id=outcome.document_id, status=outcome.status, chunks=chunks)  # type: ignore[arg-type]
+    response.status_code = 201 if outcome.status == "created" else 200
+    if idempotency_key:
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(insert(IdempotencyKey).values(
+                    scope=key.id, key=idempotency_key, request_hash=request_hash,
+                    status_code=response.status_code, response=result.model_dump(), created_at=utcnow(),
+                ))
+        except IntegrityError:
+            pass  # a concurrent retry recorded it first; ingestion deduplicated the document anyway
+    return result
+
+
+async def _chunk_count(services, document_id: str) -> int:
+    async with services.runtime.engine.connect() as conn:
+        return int((await conn.execute(select(Document.chunk_count).where(Document.id == document_id))).scalar_one())
+
+
+def _document_out(d: Document) -> DocumentOut:
+    return DocumentOut(
+        id=d.id, external_id=d.external_id, title=d.title, source_url=d.source_url, content_type=d.content_type,
+        checksum=d.checksum, language=d.language, taxonomy_path=d.taxonomy_path, metadata=d.metadata_ or {},
+        chunk_count=d.chunk_count, token_count=d.token_count, created_at=d.created_at, updated_at=d.updated_at,
+    )
+
+
+@router.get("/documents", response_model=DocumentPage, summary="List documents, newest first")
+async def list_documents(
+    services: ServicesDep,
+    _: ReadKey,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    language: Annotated[str | None, Query(pattern="^(en|ko)$")] = None,
+    taxonomy_path: Annotated[str | None, Query(max_length=1000)] = None,
+) -> DocumentPage:
+    query = select(Document)
+    if language:
+        query = query.where(Document.language == language)
+    if taxonomy_path:
+        path = "/".join(s for s in taxonomy_path.split("/") if s)
+        query = query.where((Document.taxonomy_path == path) | Document.taxonomy_path.startswith(path + "/", autoescape=True))
+    async with AsyncSession(services.runtime.engine) as session:
+        total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+        rows = (await session.execute(
+            query.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset)
+        )).scalars().all()
+    return DocumentPage(items=[_document_out(d) for d in rows], total=total, limit=limit, offset=offset)
+
+
+async def _get(services, document_id: str) -> Document:
+    async with AsyncSession(services.runtime.engine) as session:
+        doc = await session.get(Document, document_id)
+    if doc is None:
+        raise HTTPException(404, f"no document with id {document_id!r}")
+    return doc
+
+
+@router.get("/documents/{document_id}", response_model=DocumentOut, summary="One document's metadata")
+async def get_document(document_id: str, services: ServicesDep, _: ReadKey) -> DocumentOut:
+    return _document_out(await _get(services, document_id))
+
+
+@router.get("/documents/{document_id}/chunks", response_model=list[ChunkOut], summary="A document's chunks in order")
+async def get_chunks(document_id: str, services: ServicesDep, _: ReadKey) -> list[ChunkOut]:
+    await _get(services, document_id)
+    async with services.runtime.engine.connect() as conn:
+        rows = (await conn.execute(
+            select(Chunk.id, Chunk.ordinal, Chunk.text, Chunk.token_count, Chunk.language)
+            .where(Chunk.document_id == document_id).order_by(Chunk.ordinal)
+        )).all()
+    return [ChunkOut(id=r.id, ordinal=r.ordinal, text=r.text, token_count=r.token_count, language=r.language) for r in rows]
+
+
+@router.delete("/documents/{document_id}", status_code=204, summary="Delete a document with its chunks and vectors")
+async def delete_document(document_id: str, services: ServicesDep, _: WriteKey) -> Response:
+    if not await services.runtime.ingestion.delete(document_id):
+        raise HTTPException(404, f"no document with id {document_id!r}")
+    return Response(status_code=204)
+
+
+@router.get("/taxonomy/tree", response_model=list[TaxonomyNode], summary="Taxonomy with document counts")
+async def taxonomy_tree(services: ServicesDep, _: ReadKey) -> list[TaxonomyNode]:
+    async with services.runtime.engine.connect() as conn:
+        rows = (await conn.execute(
+            select(Document.taxonomy_path, func.count()).group_by(Document.taxonomy_path)
+        )).all()
+    root = TaxonomyNode(name="", path="", document_count=0)
+    index: dict[str, TaxonomyNode] = {"": root}
+    for path, count in sorted(rows, key=lambda r: r[0]):
+        root.document_count += count
+        prefix = ""
+        for segment in [s for s in path.split("/") if s]:
+            prefix = f"{prefix}/{segment}" if prefix else segment
+            node = index.get(prefix)
+            if node is None:
+                node = TaxonomyNode(name=segment, path=prefix, document_count=0)
+                index[prefix.rsplit("/", 1)[0] if "/" in prefix else ""].children.append(node)
+                index[prefix] = node
+            node.document_count += count  # a node counts its subtree
+    return root.children + ([TaxonomyNode(name="(none)", path="", document_count=sum(
+        c for p, c in rows if not p))] if any(not p for p, _ in rows) else [])

@@ -1,0 +1,56 @@
+"""POST /api/v1/search — hybrid retrieval."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+
+from apps.api.deps import ReadKey, ServicesDep
+from apps.api.schemas import HitOut, SearchRequest, SearchResponse
+from apps.search.service import SearchUnavailableError, UnknownStrategyError
+from apps.search.types import SearchFilters
+
+router = APIRouter(tags=["search"])
+
+
+def to_filters(body: SearchRequest) -> SearchFilters:
+    f = body.filters
+    if f is None:
+        return SearchFilters()
+    return SearchFilters(
+        taxonomy_path=f.taxonomy_path,  # type: ignore[arg-type]  (normalised to str by the schema)
+        language=f.language,
+        doc_ids=tuple(f.doc_ids) if f.doc_ids is not None else None,
+        metadata=f.metadata or None,
+    )
+
+
+@router.post("/search", response_model=SearchResponse, summary="Hybrid search over the corpus")
+@router.post("/search/", response_model=SearchResponse, include_in_schema=False)
+async def search(body: SearchRequest, request: Request, services: ServicesDep, _: ReadKey) -> SearchResponse:
+    search_service = services.runtime.search
+    try:
+        strategy = search_service.resolve(body.strategy).name
+    except UnknownStrategyError as exc:
+        raise HTTPException(422, str(exc)) from None
+    filters = to_filters(body)
+    key = await services.cache.key(q=body.q, top_k=body.final_topk, filters=filters, strategy=strategy)
+    result = await services.cache.get(key)
+    cached = result is not None
+    if result is None:
+        try:
+            result = await search_service.search(body.q, body.final_topk, filters, strategy)
+        except SearchUnavailableError as exc:
+            raise HTTPException(503, f"search is unavailable: {exc}") from None
+        await services.cache.put(key, result)
+    request.state.strategy = result.strategy
+    return SearchResponse(
+        hits=[HitOut(chunk_id=h.chunk_id, doc_id=h.doc_id, score=h.score, text=h.text, title=h.title,
+                     source_url=h.source_url, taxonomy_path=h.taxonomy_path, ranks=h.ranks) for h in result.hits],
+        strategy=result.strategy,
+        latency_ms=result.latency_ms,
+        request_id=request.state.request_id,
+        total_candidates=result.total_candidates,
+        degraded=result.degraded,
+        degraded_reasons=result.degraded_reasons,
+        cached=cached,
+    )

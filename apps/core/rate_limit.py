@@ -1,0 +1,94 @@
+"""Per-key token buckets shared by every worker: in Redis when configured, else in the database.
+
+Each check is one atomic operation (a Lua script, or one upsert statement), so concurrent workers
+never double-spend a token. A denied request does not consume one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    remaining: float
+    retry_after_s: int
+
+
+def _decision(allowed: bool, tokens: float, per_minute: int) -> Decision:
+    rate = per_minute / 60.0
+    return Decision(allowed, tokens, 0 if allowed else max(1, math.ceil((1 - tokens) / rate)))
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, per_minute: int) -> Decision: ...
+
+
+_UPSERT = """
+INSERT INTO rate_limit_buckets (key_id, tokens, updated_at, allowed) VALUES (:key, :cap - 1, :now, 1)
+ON CONFLICT (key_id) DO UPDATE SET
+    tokens = CASE WHEN {least}(:cap, rate_limit_buckets.tokens + (:now - rate_limit_buckets.updated_at) * :rate) >= 1
+                  THEN {least}(:cap, rate_limit_buckets.tokens + (:now - rate_limit_buckets.updated_at) * :rate) - 1
+                  ELSE {least}(:cap, rate_limit_buckets.tokens + (:now - rate_limit_buckets.updated_at) * :rate) END,
+    allowed = CASE WHEN {least}(:cap, rate_limit_buckets.tokens + (:now - rate_limit_buckets.updated_at) * :rate) >= 1
+                   THEN 1 ELSE 0 END,
+    updated_at = :now
+RETURNING tokens, allowed
+"""
+
+
+class DatabaseRateLimiter:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sql = text(_UPSERT.format(least="least" if engine.dialect.name == "postgresql" else "min"))
+
+    async def hit(self, key: str, per_minute: int) -> Decision:
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(dtrag_write=True)
+            async with conn.begin():
+                row = (
+                    await conn.execute(
+                        self._sql, {"key": key, "cap": float(per_minute), "now": time.time(), "rate": per_minute / 60.0}
+                    )
+                ).one()
+        return _decision(bool(row.allowed), float(row.tokens), per_minute)
+
+
+_LUA = """
+local cap = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or cap
+local ts = tonumber(state[2]) or now
+tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 60)
+return {allowed, tostring(tokens)}
+"""
+
+
+class RedisRateLimiter:
+    def __init__(self, redis) -> None:  # redis.asyncio.Redis
+        self._redis = redis
+        self._script = redis.register_script(_LUA)
+
+    async def hit(self, key: str, per_minute: int) -> Decision:
+        # The Redis server's clock, not ours, so hosts with skewed clocks share one bucket correctly.
+        seconds, micros = await self._redis.time()
+        allowed, tokens = await self._script(
+            keys=[f"dtrag:ratelimit:{key}"], args=[per_minute, per_minute / 60.0, seconds + micros / 1e6]
+        )
+        return _decision(bool(int(allowed)), float(tokens), per_minute)

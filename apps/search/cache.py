@@ -1,0 +1,105 @@
+"""A TTL cache of search results, correct across workers.
+
+Keys include the corpus generation (bumped in the same transaction as every ingest, delete or cache
+clear), so no worker can serve a result computed before a write. Entries live in Redis when it is
+configured (shared by all workers), else in a bounded per-process dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from apps.core.corpus_state import bump_generation, current_generation
+from apps.core.db import write_transaction
+from apps.search.types import Hit, SearchFilters, SearchResult
+
+
+class CacheBackend(Protocol):
+    async def get(self, key: str) -> str | None: ...
+    async def set(self, key: str, value: str, ttl_s: int) -> None: ...
+    async def clear(self) -> None: ...
+
+
+class LocalBackend:
+    def __init__(self, max_entries: int = 2048) -> None:
+        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._max = max_entries
+
+    async def get(self, key: str) -> str | None:
+        item = self._data.get(key)
+        if item is None or item[0] < time.monotonic():
+            self._data.pop(key, None)
+            return None
+        self._data.move_to_end(key)
+        return item[1]
+
+    async def set(self, key: str, value: str, ttl_s: int) -> None:
+        self._data[key] = (time.monotonic() + ttl_s, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    async def clear(self) -> None:
+        self._data.clear()
+
+
+class RedisBackend:
+    PREFIX = "dtrag:search:"
+
+    def __init__(self, redis) -> None:  # redis.asyncio.Redis
+        self._redis = redis
+
+    async def get(self, key: str) -> str | None:
+        value = await self._redis.get(self.PREFIX + key)
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def set(self, key: str, value: str, ttl_s: int) -> None:
+        await self._redis.set(self.PREFIX + key, value, ex=ttl_s)
+
+    async def clear(self) -> None:
+        async for key in self._redis.scan_iter(match=self.PREFIX + "*", count=500):
+            await self._redis.delete(key)
+
+
+def _encode(result: SearchResult) -> str:
+    return json.dumps(dataclasses.asdict(result), ensure_ascii=False)
+
+
+def _decode(raw: str) -> SearchResult:
+    data = json.loads(raw)
+    data["hits"] = [Hit(**h) for h in data["hits"]]
+    return SearchResult(**data)
+
+
+class SearchCache:
+    def __init__(self, engine: AsyncEngine, backend: CacheBackend, ttl_s: int) -> None:
+        self._engine = engine
+        self.backend = backend
+        self._ttl = ttl_s
+
+    async def key(self, **params: Any) -> str:
+        generation = await current_generation(self._engine)
+        filters: SearchFilters | None = params.get("filters")
+        params["filters"] = dataclasses.asdict(filters) if filters else None
+        payload = json.dumps([generation, params], sort_keys=True, default=str, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    async def get(self, key: str) -> SearchResult | None:
+        raw = await self.backend.get(key)
+        return _decode(raw) if raw is not None else None
+
+    async def put(self, key: str, result: SearchResult) -> None:
+        if self._ttl > 0 and not result.degraded:  # never pin a degraded answer
+            await self.backend.set(key, _encode(result), self._ttl)
+
+    async def clear(self) -> None:
+        async with write_transaction(self._engine) as conn:
+            await bump_generation(conn)
+        await self.backend.clear()

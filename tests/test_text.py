@@ -1,0 +1,60 @@
+"""Lexical analysis, language detection, sentence splitting and chunking."""
+
+from __future__ import annotations
+
+from apps.ingestion.chunking import chunk_text
+from apps.search.text.analyzer import get_analyzer
+from apps.search.text.language import detect_language
+from apps.search.text.sentences import split_sentences
+
+
+def test_english_analysis_stems_and_drops_stopwords() -> None:
+    assert get_analyzer().tokens("The cells were Running experiments on mice!") == ["cell", "run", "experi", "mice"]
+
+
+def test_korean_analysis_keeps_content_morphemes() -> None:
+    tokens = get_analyzer().tokens("세종대왕은 1443년에 훈민정음을 창제하였다.")
+    assert {"세종", "대왕", "훈민정음", "창제", "1443"} <= set(tokens)
+    assert "은" not in tokens and "을" not in tokens and "하" not in tokens  # particles, suffixes dropped
+
+
+def test_mixed_script_uses_each_analyser() -> None:
+    tokens = get_analyzer().tokens("Transformers 모델을 사용하여 running 실험")
+    assert {"transform", "run", "모델", "사용", "실험"} <= set(tokens)
+
+
+def test_query_terms_are_unique_and_bounded() -> None:
+    assert get_analyzer().query_terms("cell cells cell growth", limit=10) == ["cell", "growth"]
+    assert len(get_analyzer().query_terms(" ".join(f"word{i}" for i in range(500)), limit=64)) == 64
+    assert get_analyzer().query_terms("the of ??? !!", limit=10) == []
+
+
+def test_language_detection() -> None:
+    assert detect_language("기계 학습은 AI의 한 분야이다") == "ko"
+    assert detect_language("Machine learning with a 한글 word") == "en"
+
+
+def test_sentence_split_english_and_korean() -> None:
+    assert split_sentences("Smith et al. found it. Does it work? Yes!") == ["Smith et al. found it.", "Does it work?", "Yes!"]
+    assert split_sentences("첫 문장이다. 둘째 문장인가요? 셋째\n넷째 줄이다") == ["첫 문장이다.", "둘째 문장인가요?", "셋째", "넷째 줄이다"]
+
+
+def test_chunking_respects_budget_and_overlaps() -> None:
+    def count(text: str) -> int:
+        return len(text.split())
+
+    text = " ".join(f"Sentence {i} has exactly six words." for i in range(30))
+    chunks = chunk_text(text, count, max_tokens=30, overlap_tokens=6)
+    assert all(c.token_count <= 30 for c in chunks)
+    assert len(chunks) > 5
+    for a, b in zip(chunks, chunks[1:]):
+        assert a.text.split(". ")[-1].rstrip(".") in b.text  # one sentence of overlap
+    long_sentence = " ".join(["word"] * 100)
+    pieces = chunk_text(long_sentence, count, max_tokens=30, overlap_tokens=0)
+    assert [p.token_count for p in pieces] == [30, 30, 30, 10]
+
+
+def test_chunking_korean_without_spaces_in_a_long_run() -> None:
+    text = "가" * 100
+    pieces = chunk_text(text, len, max_tokens=40, overlap_tokens=0)
+    assert "".join(p.text for p in pieces) == text and all(p.token_count <= 40 for p in pieces)
