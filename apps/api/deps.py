@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -13,6 +14,8 @@ from apps.core.rate_limit import RateLimiter
 from apps.core.request_log import RequestLog
 from apps.runtime import Runtime
 from apps.search.cache import SearchCache
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,8 +57,12 @@ def require(scope: Scope):
         if key.scope < scope:
             raise HTTPException(403, f"this key has scope '{key.scope.name}'; this route needs '{scope.name}'")
         limit = key.rate_limit_per_minute or services.runtime.settings.rate_limit_per_minute
-        decision = await services.limiter.hit(key.id, limit)
-        if not decision.allowed:
+        try:
+            decision = await services.limiter.hit(key.id, limit)
+        except Exception as exc:  # fail open: a limiter outage must not take the API down
+            log.warning("rate limiter unavailable, allowing request: %s", type(exc).__name__)
+            decision = None
+        if decision is not None and not decision.allowed:
             raise HTTPException(
                 429, f"rate limit of {limit} requests a minute exceeded; retry in {decision.retry_after_s} s",
                 headers={"Retry-After": str(decision.retry_after_s)},

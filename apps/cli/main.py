@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from apps.core.config import SettingsError, get_settings, load_settings
 
@@ -229,7 +229,7 @@ def keys_list() -> None:
         finally:
             await engine.dispose()
 
-    table = Table("id", "name", "scope", "active", "created", "expires", "revoked")
+    table = Table(Column("id", no_wrap=True), "name", "scope", "active", "created", "expires", "revoked")
     for k in asyncio.run(run()):
         table.add_row(k.id, k.name, k.scope.name, "yes" if k.active else "no", str(k.created_at)[:19],
                       str(k.expires_at or "")[:19], str(k.revoked_at or "")[:19])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from apps.core.corpus_state import bump_generation, current_generation
 from apps.core.db import write_transaction
 from apps.search.types import Hit, SearchFilters, SearchResult
+
+log = logging.getLogger(__name__)
 
 
 class CacheBackend(Protocol):
@@ -92,12 +95,20 @@ class SearchCache:
         return hashlib.sha256(payload.encode()).hexdigest()
 
     async def get(self, key: str) -> SearchResult | None:
-        raw = await self.backend.get(key)
+        try:
+            raw = await self.backend.get(key)
+        except Exception as exc:  # a cache outage costs latency, never the search
+            log.warning("search cache unavailable: %s", type(exc).__name__)
+            return None
         return _decode(raw) if raw is not None else None
 
     async def put(self, key: str, result: SearchResult) -> None:
-        if self._ttl > 0 and not result.degraded:  # never pin a degraded answer
+        if self._ttl <= 0 or result.degraded:  # never pin a degraded answer
+            return
+        try:
             await self.backend.set(key, _encode(result), self._ttl)
+        except Exception as exc:
+            log.warning("search cache unavailable: %s", type(exc).__name__)
 
     async def clear(self) -> None:
         async with write_transaction(self._engine) as conn:
