@@ -23,6 +23,11 @@ class Runtime:
     search: SearchService
     ingestion: IngestionService
 
+    async def warm_up(self) -> None:
+        """Load the Korean analyser and the query model now, not inside the first request's deadline."""
+        self.search.analyzer.tokens("warm up 준비")
+        await self.search.embedder.embed_query("warm up")
+
     async def close(self) -> None:
         await self.engine.dispose()
 

@@ -84,6 +84,7 @@ async def test_search_strategy_and_filters(loaded: Api) -> None:
         ({"q": "x", "filters": {"metadata": {"bad key!": 1}}}, 422, "metadata key"),
         ({"q": "x", "surprise": 1}, 422, "surprise"),
         ({}, 422, "q: Field required"),
+        ({"q": "bad \udb67 text"}, 422, "valid Unicode"),
     ],
 )
 async def test_search_bad_input(loaded: Api, body, status, fragment) -> None:

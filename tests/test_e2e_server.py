@@ -3,46 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.redis_server import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-DTRAG = [sys.executable, "-m", "apps.cli.main"]
-
-
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(DTRAG + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-
+from tests.support.server import run_cli as run
+from tests.support.server import running_server
 
 @pytest.fixture
 def server(database_url: str, tmp_path):
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "e2e-secret-key-0123456789", "LOG_LEVEL": "WARNING"}
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(DTRAG + ["serve", "--port", str(port), "--workers", "2"], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        raise RuntimeError((tmp_path / "server.log").read_text())
-    yield base, env
-    proc.terminate()
-    proc.wait(timeout=30)
+    with running_server(database_url, tmp_path) as running:
+        yield running
 
 
 def test_runbook_flow_against_a_real_server(server) -> None:

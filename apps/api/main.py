@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await build_services(settings)
+        await app.state.services.runtime.warm_up()
         app.state.services.request_log.start()
         log.info("dt-rag started", extra={"backend": settings.backend, "environment": settings.environment.value})
         try:
