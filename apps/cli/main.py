@@ -298,5 +298,38 @@ def bench_retrieval_cmd(
     console.print(table)
 
 
+@bench_app.command("http")
+def bench_http_cmd(
+    dataset: Path = typer.Option(..., help="BEIR dataset folder"),
+    concurrency: int = typer.Option(8, min=1, max=256),
+    requests: int = typer.Option(2000, min=1),
+    workers: int = typer.Option(1, min=1, max=32, help="uvicorn workers"),
+    database_url: str | None = typer.Option(None, help="default: the retrieval bench's cached SQLite file"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Search throughput and latency over HTTP on loopback, beside the same search in-process."""
+    from apps.bench.beir import load_dataset
+    from apps.bench.http import bench_http
+    from apps.bench.retrieval import bench_settings, default_database_url
+
+    data = load_dataset(dataset, "test")
+    settings = bench_settings(get_settings(), load_settings(database_url=database_url).database_url
+                              if database_url else default_database_url(data))
+    result = asyncio.run(bench_http(data, settings, concurrency, requests, workers))
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("path", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms")
+    for name in ("http", "in_process"):
+        m = result[name]
+        table.add_row(name, str(m["requests"]), str(m["errors"]), f"{m['throughput_rps']:.1f}",
+                      f"{m['p50_ms']:.1f}", f"{m['p95_ms']:.1f}", f"{m['p99_ms']:.1f}")
+    console.print(f"{result['dataset']} backend={result['backend']} concurrency={result['concurrency']} "
+                  f"workers={result['workers']}")
+    console.print(table)
+    console.print(f"HTTP / in-process: p50 x{result['http_over_in_process_p50']}, "
+                  f"p95 x{result['http_over_in_process_p95']}")
+
+
 if __name__ == "__main__":
     app()
