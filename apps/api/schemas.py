@@ -27,16 +27,6 @@ def _taxonomy(value: str | list[str] | None) -> str | None:
     return joined or None
 
 
-def _unicode(value: str | None) -> str | None:
-    """JSON can carry lone surrogates (\\udb67) that are not text; refuse them here, not in the database."""
-    if value is not None:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("must be valid Unicode text (no lone surrogates)") from None
-    return value
-
-
 def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -71,7 +61,7 @@ class SearchRequest(BaseModel):
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("q must not be blank")
-        return _unicode(v)  # type: ignore[return-value]
+        return v
 
 
 class HitOut(BaseModel):
@@ -114,12 +104,7 @@ class DocumentIn(BaseModel):
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("text must not be blank")
-        return _unicode(v)  # type: ignore[return-value]
-
-    @field_validator("title", "external_id", "source_url")
-    @classmethod
-    def _text(cls, v: str | None) -> str | None:
-        return _unicode(v)
+        return v
 
 
 class IngestOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -14,6 +15,8 @@ class PostgresHarness:
         import pgserver
 
         os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+        # pgserver logs from an atexit hook, after pytest has closed its capture streams
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
         self._dir = Path(data_dir or tempfile.mkdtemp(prefix="dtrag-pg-"))
         self.server = pgserver.get_server(self._dir, cleanup_mode="stop")
         uri = urlparse(self.server.get_uri())
