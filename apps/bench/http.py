@@ -82,8 +82,9 @@ async def bench_http(dataset: BeirDataset, settings: Settings, concurrency: int,
         await runtime.close()
 
     port = _free_port()
-    # Cache off: 2,000 requests cycle over a few hundred queries, and cache hits are not search.
+    # Caches off: 2,000 requests cycle over a few hundred queries, and cache hits are not search.
     env = {**os.environ, "DATABASE_URL": settings.database_url, "SEARCH_CACHE_TTL_S": "0", "LOG_LEVEL": "WARNING",
+           "QUERY_EMBEDDING_CACHE_SIZE": "0",
            "EMBEDDING_CACHE_PATH": settings.embedding_cache_path or ""}
     server = subprocess.Popen(
         [sys.executable, "-m", "apps.cli.main", "serve", "--port", str(port), "--workers", str(workers)],

@@ -30,7 +30,9 @@ def default_database_url(dataset: BeirDataset) -> str:
 
 def bench_settings(base: Settings, database_url: str) -> Settings:
     cache = base.embedding_cache_path or str(CACHE_DIR / "embeddings.sqlite")
-    return base.model_validate({**base.model_dump(), "database_url": database_url, "embedding_cache_path": cache})
+    # No query-vector cache: each strategy's latency must include embedding its queries.
+    return base.model_validate({**base.model_dump(), "database_url": database_url, "embedding_cache_path": cache,
+                                "query_embedding_cache_size": 0})
 
 
 def doc_scores(hits: list[Hit]) -> dict[str, float]:

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(32, ge=1, le=1024)
     # Content-addressed cache of passage vectors (model + text hash); reused by re-ingests and benches.
     embedding_cache_path: str | None = None
+    # In-process LRU of query vectors (a pure function of the text; never stale).
+    query_embedding_cache_size: int = Field(2048, ge=0, le=1_000_000)
 
     # Chunking and ingestion limits
     chunk_tokens: int = Field(480, ge=32, le=512)

