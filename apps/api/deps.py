@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader
 from apps.core.api_keys import ApiKeyStore, KeyInfo, Scope
 from apps.core.rate_limit import RateLimiter
 from apps.core.request_log import RequestLog
+from apps.orchestration.src.pipelines import Pipelines
 from apps.runtime import Runtime
 from apps.search.cache import SearchCache
 
@@ -25,6 +26,7 @@ class Services:
     limiter: RateLimiter
     cache: SearchCache
     request_log: RequestLog
+    pipelines: Pipelines
     redis: Any | None = None
 
     async def close(self) -> None:

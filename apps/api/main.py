@@ -17,12 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from apps import __version__
 from apps.api import problems
 from apps.api.deps import Services
-from apps.api.routers import admin, documents, health, search
+from apps.api.routers import admin, answer, documents, health, search
 from apps.core.api_keys import ApiKeyStore
 from apps.core.config import Settings, get_settings
 from apps.core.logging import configure_logging
 from apps.core.rate_limit import DatabaseRateLimiter, RedisRateLimiter
 from apps.core.request_log import RequestLog
+from apps.orchestration.src.pipelines import Pipelines
 from apps.runtime import build_runtime
 from apps.search.cache import LocalBackend, RedisBackend, SearchCache
 
@@ -43,6 +44,7 @@ async def build_services(settings: Settings) -> Services:
         cache=SearchCache(runtime.engine, RedisBackend(redis) if redis is not None else LocalBackend(),
                           settings.search_cache_ttl_s),
         request_log=RequestLog(runtime.engine),
+        pipelines=Pipelines(runtime.search, settings),
         redis=redis,
     )
 
@@ -163,7 +165,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(search.router)
     v1.include_router(documents.router)
     v1.include_router(admin.router)
+    v1.include_router(answer.router)
     app.include_router(v1)
+    app.include_router(answer.router)
     app.include_router(admin.cache_router)
     app.include_router(health.router)
     return app

@@ -68,6 +68,21 @@ class Settings(BaseSettings):
     max_query_terms: int = Field(64, ge=1, le=1024)
     search_cache_ttl_s: int = Field(60, ge=0, le=86400)
 
+    # Answer pipeline
+    answer_provider: Literal["extractive", "gemini"] = "extractive"
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None  # another endpoint speaking the Gemini REST API
+    gemini_input_cost_per_mtok: float = Field(0.30, ge=0)
+    gemini_output_cost_per_mtok: float = Field(2.50, ge=0)
+    answer_top_k: int = Field(5, ge=1, le=20)
+    answer_max_sentences: int = Field(3, ge=1, le=20)
+    answer_deadline_ms: int = Field(20000, ge=100, le=300000)
+    node_timeout_ms: int = Field(10000, ge=10, le=300000)
+    support_threshold: float = Field(0.5, ge=0, le=1)
+    # e5 cosines bunch up high: unrelated text still scores ~0.75, so evidence without a shared term needs more.
+    min_dense_similarity: float = Field(0.82, ge=0, le=1)
+    remove_unsupported: bool = False
+
     # HTTP service
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     rate_limit_per_minute: int = Field(600, ge=1, le=1_000_000)

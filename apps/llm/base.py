@@ -1,0 +1,60 @@
+"""One async interface for answer composers: the extractive composer and real LLMs alike."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Mode = Literal["answer", "summary", "keypoints"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    chunk_id: int
+    doc_id: str
+    title: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ComposeRequest:
+    question: str
+    language: str  # "ko" | "en": the answer's language
+    mode: Mode
+    evidence: tuple[Evidence, ...]
+    max_sentences: int = 3
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass
+class Generation:
+    text: str
+    provider: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+
+
+class LLMError(RuntimeError):
+    """A provider failed after its retries (rate limited, server error, malformed reply)."""
+
+
+class AnswerProvider(Protocol):
+    name: str
+    model: str
+    can_judge: bool  # whether `judge` asks a model (llm_validation is skipped otherwise)
+
+    async def generate(self, request: ComposeRequest) -> Generation: ...
+
+    def stream(self, request: ComposeRequest, usage: Usage) -> AsyncIterator[str]:
+        """Text pieces as they come; fills `usage` when the stream ends."""
+        ...
+
+    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...]) -> bool | None: ...

@@ -1,0 +1,88 @@
+"""A local HTTP server speaking the Gemini REST API (generateContent, streamGenerateContent?alt=sse).
+
+Each request takes the next scripted behaviour: reply with text, fail with a status, send a malformed
+body, or stall. Requests are recorded so tests can check what the SDK sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Behaviour:
+    kind: str = "ok"  # ok | status | malformed | slow
+    text: str = "Kimchi is fermented cabbage [1]."
+    status: int = 200
+    delay_s: float = 0.0
+
+
+@dataclass
+class FakeGemini:
+    script: list[Behaviour] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    default: Behaviour = field(default_factory=Behaviour)
+
+    def __post_init__(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                fake.requests.append({"path": self.path, "body": body, "key": self.headers.get("x-goog-api-key")})
+                b = fake.script.pop(0) if fake.script else fake.default
+                if b.delay_s:
+                    time.sleep(b.delay_s)
+                if b.kind == "status":
+                    self._send(b.status, {"error": {"code": b.status, "message": "scripted failure",
+                                                    "status": "RESOURCE_EXHAUSTED" if b.status == 429 else "INTERNAL"}})
+                    return
+                if b.kind == "malformed":
+                    self._raw(200, b"{not json", "application/json")
+                    return
+                usage = {"promptTokenCount": 120, "candidatesTokenCount": 12, "totalTokenCount": 132}
+                if ":streamGenerateContent" in self.path:
+                    words = b.text.split(" ")
+                    events = []
+                    for i, word in enumerate(words):
+                        piece = word if i == 0 else " " + word
+                        chunk = {"candidates": [{"content": {"parts": [{"text": piece}], "role": "model"}}]}
+                        if i == len(words) - 1:
+                            chunk["usageMetadata"] = usage
+                            chunk["candidates"][0]["finishReason"] = "STOP"
+                        events.append(f"data: {json.dumps(chunk)}\r\n\r\n")
+                    self._raw(200, "".join(events).encode(), "text/event-stream")
+                    return
+                self._send(200, {"candidates": [{"content": {"parts": [{"text": b.text}], "role": "model"},
+                                                 "finishReason": "STOP"}], "usageMetadata": usage})
+
+            def _send(self, status: int, payload: dict) -> None:
+                self._raw(status, json.dumps(payload).encode(), "application/json")
+
+            def _raw(self, status: int, data: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except BrokenPipeError:
+                    pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
