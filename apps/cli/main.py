@@ -298,6 +298,73 @@ def bench_retrieval_cmd(
     console.print(table)
 
 
+@bench_app.command("answer")
+def bench_answer_cmd(
+    dataset: Path = typer.Option(..., help="BEIR dataset folder with answers.jsonl, e.g. ../shared/data/korquad-ko"),
+    provider: str | None = typer.Option(None, help="extractive | gemini (default from settings)"),
+    mode: str = typer.Option("answer", help="answer | summary | keypoints"),
+    limit: int | None = typer.Option(None, help="only the first N queries"),
+    database_url: str | None = typer.Option(None, help="default: the retrieval bench's cached SQLite file"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Source hit rate, answer containment, length, groundedness and latency of /answer's pipeline."""
+    from apps.bench.answer import bench_answer
+    from apps.bench.beir import load_dataset
+    from apps.bench.retrieval import bench_settings, default_database_url
+
+    data = load_dataset(dataset, "test")
+    settings = bench_settings(get_settings(), load_settings(database_url=database_url).database_url
+                              if database_url else default_database_url(data))
+    result = asyncio.run(bench_answer(data, settings, provider, mode, limit))
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("metric", "value")
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+def answer(
+    question: str = typer.Argument(..., help="the question, English or Korean"),
+    mode: str = typer.Option("answer", help="answer | summary | keypoints"),
+    provider: str | None = typer.Option(None, help="extractive | gemini (default from settings)"),
+    top_k: int = typer.Option(5, min=1, max=20, help="chunks to compose from"),
+) -> None:
+    """Answer a question from the documents; prints the answer, its sources and timings."""
+    from apps.llm.factory import ProviderUnavailableError
+    from apps.orchestration.src.langgraph_pipeline import AnswerRequest
+    from apps.orchestration.src.pipelines import Pipelines
+    from apps.runtime import build_runtime
+
+    if mode not in ("answer", "summary", "keypoints"):
+        _fail("--mode must be answer, summary or keypoints")
+    settings = get_settings()
+
+    async def run() -> dict:
+        runtime = build_runtime(settings)
+        try:
+            pipeline = Pipelines(runtime.search, settings).get(provider)
+            return await pipeline.execute(AnswerRequest(question, mode=mode, top_k=top_k))  # type: ignore[arg-type]
+        finally:
+            await runtime.close()
+
+    try:
+        result = asyncio.run(run())
+    except ProviderUnavailableError as exc:
+        _fail(str(exc))
+    console.print(result["answer"], soft_wrap=True)
+    console.print()
+    table = Table("#", "title", "chunk", "snippet")
+    for i, source in enumerate(result["sources"], start=1):
+        table.add_row(str(i), source["title"], str(source["chunk_id"]), source["snippet"][:80])
+    console.print(table)
+    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result["timings_ms"].items())
+    console.print(f"model {result['model']} | strategy {result['strategy']} | grounded "
+                  f"{result['validation']['grounded']} | degraded {result['degraded']} | {timings}")
+
+
 @bench_app.command("http")
 def bench_http_cmd(
     dataset: Path = typer.Option(..., help="BEIR dataset folder"),
