@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 MetadataValue = str | int | float | bool | None
@@ -36,6 +36,15 @@ def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
 class SearchFiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,17 +60,10 @@ class SearchFiltersIn(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    q: str = Field(..., min_length=1, max_length=10_000, description="the query, English or Korean")
+    q: NonBlank = Field(..., min_length=1, max_length=10_000, description="the query, English or Korean")
     final_topk: int = Field(5, ge=1, le=100)
     filters: SearchFiltersIn | None = None
     strategy: str | None = Field(None, description="bm25 | dense | hybrid_rrf | hybrid_cc; default from settings")
-
-    @field_validator("q")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("q must not be blank")
-        return v
 
 
 class HitOut(BaseModel):
@@ -89,7 +91,7 @@ class SearchResponse(BaseModel):
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(..., min_length=1)
+    text: NonBlank = Field(..., min_length=1)
     title: str = Field("", max_length=1000)
     external_id: str | None = Field(None, max_length=500, description="your id; re-posting it replaces the document")
     source_url: str | None = Field(None, max_length=2000)
@@ -99,12 +101,6 @@ class DocumentIn(BaseModel):
     _tp = field_validator("taxonomy_path")(lambda cls, v: _taxonomy(v))
     _md = field_validator("metadata")(lambda cls, v: _metadata(v))
 
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("text must not be blank")
-        return v
 
 
 class IngestOut(BaseModel):

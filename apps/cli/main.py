@@ -256,6 +256,19 @@ def keys_revoke(key_id: str) -> None:
     console.print(f"revoked {key_id}")
 
 
+def _bench_target(dataset: Path, database_url: str | None, split: str = "test"):
+    """The dataset and the settings a bench runs with (its cached database unless one is given)."""
+    from apps.bench.beir import load_dataset
+    from apps.bench.retrieval import bench_settings, default_database_url
+
+    try:
+        data = load_dataset(dataset, split)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    url = load_settings(database_url=database_url).database_url if database_url else default_database_url(data)
+    return data, bench_settings(get_settings(), url)
+
+
 @bench_app.command("retrieval")
 def bench_retrieval_cmd(
     dataset: Path = typer.Option(..., help="BEIR dataset folder, e.g. ../shared/data/scifact"),
@@ -265,16 +278,9 @@ def bench_retrieval_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Retrieval quality (nDCG@10, Recall@100, MAP@100, MRR@10) and latency per strategy."""
-    from apps.bench.beir import load_dataset
-    from apps.bench.retrieval import bench_retrieval, bench_settings, default_database_url
+    from apps.bench.retrieval import bench_retrieval
 
-    try:
-        data = load_dataset(dataset, split)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    base = get_settings()
-    settings = bench_settings(base, load_settings(database_url=database_url).database_url if database_url
-                              else default_database_url(data))
+    data, settings = _bench_target(dataset, database_url, split)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
 
     with _progress() as progress:
@@ -309,12 +315,8 @@ def bench_answer_cmd(
 ) -> None:
     """Source hit rate, answer containment, length, groundedness and latency of /answer's pipeline."""
     from apps.bench.answer import bench_answer
-    from apps.bench.beir import load_dataset
-    from apps.bench.retrieval import bench_settings, default_database_url
 
-    data = load_dataset(dataset, "test")
-    settings = bench_settings(get_settings(), load_settings(database_url=database_url).database_url
-                              if database_url else default_database_url(data))
+    data, settings = _bench_target(dataset, database_url)
     result = asyncio.run(bench_answer(data, settings, provider, mode, limit))
     if as_json:
         print(json.dumps(result))
@@ -375,13 +377,9 @@ def bench_http_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Search throughput and latency over HTTP on loopback, beside the same search in-process."""
-    from apps.bench.beir import load_dataset
     from apps.bench.http import bench_http
-    from apps.bench.retrieval import bench_settings, default_database_url
 
-    data = load_dataset(dataset, "test")
-    settings = bench_settings(get_settings(), load_settings(database_url=database_url).database_url
-                              if database_url else default_database_url(data))
+    data, settings = _bench_target(dataset, database_url)
     result = asyncio.run(bench_http(data, settings, concurrency, requests, workers))
     if as_json:
         print(json.dumps(result))

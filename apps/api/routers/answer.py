@@ -8,11 +8,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from apps.api.deps import ReadKey, ServicesDep
 from apps.api.routers.search import to_filters
-from apps.api.schemas import SearchFiltersIn, SearchRequest
+from apps.api.schemas import NonBlank, SearchFiltersIn, SearchRequest
 from apps.llm.factory import ProviderUnavailableError
 from apps.orchestration.src.langgraph_pipeline import AnswerRequest
 
@@ -22,20 +22,13 @@ router = APIRouter(tags=["answer"])
 class AnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    q: str = Field(..., min_length=1, max_length=4000, description="the question, English or Korean")
+    q: NonBlank = Field(..., min_length=1, max_length=4000, description="the question, English or Korean")
     mode: Literal["answer", "summary", "keypoints"] = "answer"
     final_topk: int = Field(5, ge=1, le=20, description="chunks to compose from")
     filters: SearchFiltersIn | None = None
     strategy: str | None = None
     provider: Literal["extractive", "gemini"] | None = Field(None, description="default from settings")
     stream: bool = False
-
-    @field_validator("q")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("q must not be blank")
-        return v
 
 
 class SourceOut(BaseModel):
