@@ -132,3 +132,23 @@ async def test_a_slow_leg_times_out_and_degrades(loaded: Runtime, monkeypatch) -
     assert asyncio.get_running_loop().time() - start < 2
     assert result.degraded and result.degraded_reasons == ["bm25 leg timed out"]
     assert ids(result)[0] == "bio"
+
+
+async def test_bm25_ranks_identically_on_both_backends(tmp_path, postgres, pg_template) -> None:
+    """FTS5's bm25() is the reference; the PostgreSQL SQL must give the same scores (k1, b as floats)."""
+    from apps.core.config import load_settings
+    from apps.core.migrations import upgrade
+    from apps.runtime import build_runtime
+
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'parity.db'}"
+    upgrade(sqlite_url)
+    results = []
+    for url in (sqlite_url, postgres.url(postgres.create_database(template=pg_template))):
+        rt = build_runtime(load_settings(database_url=url))
+        try:
+            await rt.ingestion.ingest(corpus())
+            hits = (await rt.search.search("learning data queries bone tables hour", top_k=5, strategy="bm25")).hits
+            results.append([(h.external_id, round(h.score, 6)) for h in hits])
+        finally:
+            await rt.close()
+    assert results[0] == results[1] and len(results[0]) >= 2

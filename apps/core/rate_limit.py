@@ -31,15 +31,18 @@ class RateLimiter(Protocol):
     async def hit(self, key: str, per_minute: int) -> Decision: ...
 
 
+# Parameters are cast explicitly: PostgreSQL infers a parameter's type from its context and asyncpg
+# would silently truncate a float bound where an integer was inferred.
 _UPSERT = """
-INSERT INTO rate_limit_buckets (key_id, tokens, updated_at, allowed) VALUES (:key, :cap - 1, :now, 1)
+INSERT INTO rate_limit_buckets (key_id, tokens, updated_at, allowed)
+VALUES (:key, CAST(:cap AS float) - 1, CAST(:now AS float), 1)
 ON CONFLICT (key_id) DO UPDATE SET
-    tokens = CASE WHEN {least}(:cap, rate_limit_buckets.tokens + (:now - rate_limit_buckets.updated_at) * :rate) >= 1
-                  THEN {least}(:cap, rate_limit_buckets.tokens + (:now - rate_limit_buckets.updated_at) * :rate) - 1
-                  ELSE {least}(:cap, rate_limit_buckets.tokens + (:now - rate_limit_buckets.updated_at) * :rate) END,
-    allowed = CASE WHEN {least}(:cap, rate_limit_buckets.tokens + (:now - rate_limit_buckets.updated_at) * :rate) >= 1
+    tokens = CASE WHEN {least}(CAST(:cap AS float), rate_limit_buckets.tokens + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float)) >= 1
+                  THEN {least}(CAST(:cap AS float), rate_limit_buckets.tokens + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float)) - 1
+                  ELSE {least}(CAST(:cap AS float), rate_limit_buckets.tokens + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float)) END,
+    allowed = CASE WHEN {least}(CAST(:cap AS float), rate_limit_buckets.tokens + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float)) >= 1
                    THEN 1 ELSE 0 END,
-    updated_at = :now
+    updated_at = CAST(:now AS float)
 RETURNING tokens, allowed
 """
 

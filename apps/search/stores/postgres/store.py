@@ -19,6 +19,9 @@ from apps.search.types import LegHit, SearchFilters
 
 _BM25_SQL = """
 WITH q AS (SELECT DISTINCT unnest(CAST(:terms AS text[])) AS term),
+-- Explicit casts: PostgreSQL would infer integer parameters from "1 - :b", and asyncpg would then
+-- truncate b = 0.75 to 0 without a word.
+p AS (SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b),
 st AS (SELECT count(*)::float8 AS n, coalesce(avg(lexical_length), 1)::float8 AS avgdl FROM chunks),
 idf AS (
     SELECT t.term, greatest(ln((st.n - count(*) + 0.5) / (count(*) + 0.5)), 1e-6) AS idf
@@ -26,12 +29,13 @@ idf AS (
     GROUP BY t.term, st.n
 )
 SELECT t.chunk_id,
-       sum(idf.idf * t.tf * (:k1 + 1) / (t.tf + :k1 * (1 - :b + :b * c.lexical_length / st.avgdl))) AS score
+       sum(idf.idf * t.tf * (p.k1 + 1) / (t.tf + p.k1 * (1 - p.b + p.b * c.lexical_length / st.avgdl))) AS score
 FROM chunk_terms t
 JOIN idf ON idf.term = t.term
 JOIN chunks c ON c.id = t.chunk_id
 {join}
 CROSS JOIN st
+CROSS JOIN p
 {where}
 GROUP BY t.chunk_id
 ORDER BY score DESC, t.chunk_id
