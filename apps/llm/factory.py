@@ -26,4 +26,12 @@ def build_provider(settings: Settings, name: str | None = None) -> AnswerProvide
             input_cost_per_mtok=settings.gemini_input_cost_per_mtok,
             output_cost_per_mtok=settings.gemini_output_cost_per_mtok,
         )
-    raise ProviderUnavailableError(f"unknown provider {name!r}; choose extractive or gemini")
+    if name == "local":
+        try:
+            from apps.llm.local import LocalProvider
+
+            return LocalProvider(ExtractiveProvider(get_analyzer()), settings.local_model_path,
+                                 threads=settings.local_threads, max_tokens=settings.local_max_tokens)
+        except ImportError as exc:
+            raise ProviderUnavailableError(str(exc)) from None
+    raise ProviderUnavailableError(f"unknown provider {name!r}; choose extractive, gemini or local")

@@ -27,7 +27,7 @@ class AnswerIn(BaseModel):
     final_topk: int = Field(5, ge=1, le=20, description="chunks to compose from")
     filters: SearchFiltersIn | None = None
     strategy: str | None = None
-    provider: Literal["extractive", "gemini"] | None = Field(None, description="default from settings")
+    provider: Literal["extractive", "gemini", "local"] | None = Field(None, description="default from settings")
     stream: bool = False
 
 
