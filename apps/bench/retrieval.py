@@ -88,7 +88,8 @@ async def bench_retrieval(
         for name in strategies:
             runtime.search.resolve(name)
         ingest = await ingest_dataset(runtime, dataset, on_progress)
-        # Warm up: model handles, SQLite page cache, PostgreSQL buffers.
+        # Warm up: analyser and model handles, SQLite page cache, PostgreSQL buffers.
+        await runtime.warm_up()
         for query in list(dataset.queries.values())[:5]:
             await runtime.search.search(query, top_k=10, strategy=strategies[0])
         results: dict[str, Any] = {}

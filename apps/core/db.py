@@ -8,6 +8,7 @@ exact dense search runs on: the stock Python `sqlite3` here cannot load extensio
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,11 +23,17 @@ from apps.core.config import Settings, get_settings
 _WRITE_OPTION = "dtrag_write"
 
 
+_query_vector = threading.local()  # each aiosqlite connection runs on its own thread
+
+
 def _cosine(a: bytes | None, b: bytes | None) -> float | None:
     if a is None or b is None:
         return None
+    # The query vector is the same bytes object for every row of a statement: parse it once.
+    if getattr(_query_vector, "raw", None) is not b:
+        _query_vector.raw, _query_vector.array = b, np.frombuffer(b, dtype=np.float32)
     # Vectors are stored L2-normalised, so the dot product is the cosine similarity.
-    return float(np.frombuffer(a, dtype=np.float32) @ np.frombuffer(b, dtype=np.float32))
+    return float(np.frombuffer(a, dtype=np.float32).dot(_query_vector.array))
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
