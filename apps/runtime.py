@@ -29,6 +29,7 @@ class Runtime:
         await self.search.embedder.embed_query("warm up")
 
     async def close(self) -> None:
+        await self.store.close()
         await self.engine.dispose()
 
 

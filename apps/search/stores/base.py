@@ -34,6 +34,8 @@ class Store(Protocol):
 
     async def dense(self, vector: np.ndarray, model: str, k: int, filters: SearchFilters) -> list[LegHit]: ...
 
+    async def close(self) -> None: ...
+
 
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -122,3 +122,6 @@ class PostgresStore:
                     bind(sql, expanding), {**params, "q": _vector_literal(vector), "model": model, "k": k}
                 )
                 return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
+
+    async def close(self) -> None:
+        return None  # everything runs on the engine's pool
