@@ -41,7 +41,7 @@ ProgressCallback = Callable[[int, int], None]  # (documents done, chunks written
 class PreparedChunk:
     text: str
     token_count: int
-    tokens: list[str]
+    tokens: tuple[str, ...]
     language: str
     embed_input: str
 

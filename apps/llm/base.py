@@ -16,6 +16,7 @@ class Evidence:
     title: str
     text: str
     score: float
+    source_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ class AnswerPipeline:
         # Evidence must share a term with the question or be close in meaning; otherwise the honest
         # answer is "not in the documents", not the least bad chunk.
         floor = self.settings.min_dense_similarity
-        evidence = [Evidence(h.chunk_id, h.doc_id, h.title, h.text, h.score) for h in result.hits
+        evidence = [Evidence(h.chunk_id, h.doc_id, h.title, h.text, h.score, h.source_url) for h in result.hits
                     if h.ranks.get("bm25") is not None or (h.scores.get("dense") or 0.0) >= floor]
         update: dict[str, Any] = {"evidence": evidence, "strategy": result.strategy}
         if result.degraded:
@@ -321,7 +321,7 @@ class AnswerPipeline:
         return {
             "question": request.question,
             "answer": state.get("answer", ""),
-            "sources": [{"chunk_id": e.chunk_id, "doc_id": e.doc_id, "title": e.title, "source_url": None,
+            "sources": [{"chunk_id": e.chunk_id, "doc_id": e.doc_id, "title": e.title, "source_url": e.source_url,
                          "snippet": e.text[:300]} for e in evidence],
             "citations": state.get("citations", []),
             "confidence": state.get("confidence", 0.0),

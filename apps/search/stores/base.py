@@ -24,7 +24,7 @@ class Store(Protocol):
 
     def encode_vector(self, vector: np.ndarray) -> Any: ...
 
-    async def index_chunks(self, conn: AsyncConnection, chunks: Sequence[tuple[int, list[str]]]) -> None:
+    async def index_chunks(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
         """Make freshly inserted chunks searchable lexically, inside the caller's transaction."""
         ...
 

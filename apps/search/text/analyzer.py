@@ -30,6 +30,9 @@ class Analyzer:
         self._stemmer = Stemmer.Stemmer("english")
         self._kiwi = None
         self._kiwi_lock = threading.Lock()
+        # A pure function of the text, and answer composition re-analyses the same chunks and
+        # sentences for every question that retrieves them: Korean morphological analysis is the cost.
+        self._cached = lru_cache(maxsize=16384)(self._analyse)
 
     def _english(self, text: str) -> list[str]:
         words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in ENGLISH_STOPWORDS]
@@ -53,8 +56,11 @@ class Analyzer:
             tokens.extend(self._english(" ".join(latin)))
         return tokens
 
-    def tokens(self, text: str) -> list[str]:
-        return self._korean(text) if has_hangul(text) else self._english(text)
+    def _analyse(self, text: str) -> tuple[str, ...]:
+        return tuple(self._korean(text) if has_hangul(text) else self._english(text))
+
+    def tokens(self, text: str) -> tuple[str, ...]:
+        return self._cached(text)
 
     def query_terms(self, text: str, limit: int) -> list[str]:
         """Unique query terms in first-seen order, at most `limit` (bounds the cost of huge queries)."""

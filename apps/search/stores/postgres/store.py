@@ -59,7 +59,7 @@ class PostgresStore:
     def encode_vector(self, vector: np.ndarray) -> np.ndarray:
         return np.asarray(vector, dtype=np.float32)  # the VECTOR column type renders it
 
-    async def index_chunks(self, conn: AsyncConnection, chunks: Sequence[tuple[int, list[str]]]) -> None:
+    async def index_chunks(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
         rows = [
             {"term": term, "chunk_id": chunk_id, "tf": tf}
             for chunk_id, tokens in chunks

@@ -1,4 +1,4 @@
-"""SQLite: BM25 by FTS5's `bm25()`, dense by exact cosine in SQL (sqlite-vec, see `vectors.py`).
+"""SQLite: BM25 by FTS5's `bm25()`, dense by exact cosine in SQL (`dt_cosine`, see apps.core.db).
 
 The FTS5 table is external-content over `chunks.lexical`, kept in sync by triggers from the
 migration, so inserting or deleting (also by cascade) a chunk updates the lexical index in the same
@@ -13,7 +13,6 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.search.stores.base import bind, filter_clause
-from apps.search.stores.sqlite.vectors import VectorReader
 from apps.search.types import LegHit, SearchFilters
 
 
@@ -27,12 +26,11 @@ class SQLiteStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._vectors = VectorReader(engine.url.database or "")
 
     def encode_vector(self, vector: np.ndarray) -> bytes:
         return np.asarray(vector, dtype=np.float32).tobytes()
 
-    async def index_chunks(self, conn: AsyncConnection, chunks: Sequence[tuple[int, list[str]]]) -> None:
+    async def index_chunks(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
         return None  # triggers index `chunks.lexical`
 
     async def ensure_vector_index(self, dim: int) -> None:
@@ -56,21 +54,19 @@ class SQLiteStore:
 
     async def dense(self, vector: np.ndarray, model: str, k: int, filters: SearchFilters) -> list[LegHit]:
         where, params, expanding = filter_clause(filters, self.backend)
-        if expanding:  # sqlite3-style named parameters have no list expansion
-            ids = params.pop("f_doc_ids")
-            names = [f"f_doc_id_{i}" for i in range(len(ids))]
-            params.update(zip(names, ids))
-            where = where.replace(":f_doc_ids", "(" + ", ".join(f":{n}" for n in names) + ")" if names else "(NULL)")
         join = "" if filters.empty else (
             " JOIN chunks c ON c.id = e.chunk_id JOIN documents d ON d.id = c.document_id"
         )
         sql = (
-            "SELECT e.chunk_id, 1 - vec_distance_cosine(e.vector, :q) AS score FROM embeddings e" + join
+            "SELECT e.chunk_id, dt_cosine(e.vector, :q) AS score FROM embeddings e" + join
             + " WHERE e.model = :model" + (f" AND {where}" if where else "")
             + " ORDER BY score DESC LIMIT :k"
         )
-        rows = await self._vectors.fetch(sql, {**params, "q": self.encode_vector(vector), "model": model, "k": k})
-        return [LegHit(int(chunk_id), float(score)) for chunk_id, score in rows]
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                bind(sql, expanding), {**params, "q": self.encode_vector(vector), "model": model, "k": k}
+            )
+            return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
 
     async def close(self) -> None:
-        self._vectors.close()
+        return None  # everything runs on the engine's pool
