@@ -33,15 +33,14 @@ class RateLimiter(Protocol):
 
 # Parameters are cast explicitly: PostgreSQL infers a parameter's type from its context and asyncpg
 # would silently truncate a float bound where an integer was inferred.
+_REFILL = ("{least}(CAST(:cap AS float), rate_limit_buckets.tokens"
+           " + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float))")
 _UPSERT = """
 INSERT INTO rate_limit_buckets (key_id, tokens, updated_at, allowed)
 VALUES (:key, CAST(:cap AS float) - 1, CAST(:now AS float), 1)
 ON CONFLICT (key_id) DO UPDATE SET
-    tokens = CASE WHEN {least}(CAST(:cap AS float), rate_limit_buckets.tokens + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float)) >= 1
-                  THEN {least}(CAST(:cap AS float), rate_limit_buckets.tokens + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float)) - 1
-                  ELSE {least}(CAST(:cap AS float), rate_limit_buckets.tokens + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float)) END,
-    allowed = CASE WHEN {least}(CAST(:cap AS float), rate_limit_buckets.tokens + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float)) >= 1
-                   THEN 1 ELSE 0 END,
+    tokens = CASE WHEN {refill} >= 1 THEN {refill} - 1 ELSE {refill} END,
+    allowed = CASE WHEN {refill} >= 1 THEN 1 ELSE 0 END,
     updated_at = CAST(:now AS float)
 RETURNING tokens, allowed
 """
@@ -50,7 +49,8 @@ RETURNING tokens, allowed
 class DatabaseRateLimiter:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._sql = text(_UPSERT.format(least="least" if engine.dialect.name == "postgresql" else "min"))
+        least = "least" if engine.dialect.name == "postgresql" else "min"
+        self._sql = text(_UPSERT.format(refill=_REFILL.format(least=least)))
 
     async def hit(self, key: str, per_minute: int) -> Decision:
         async with self._engine.connect() as conn:

@@ -15,6 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from apps.llm.base import ComposeRequest, Evidence, Generation, LLMError, Usage
 from apps.llm.prompts import compose_prompt, judge_prompt
+from apps.search.text.language import detect_language
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -100,8 +101,6 @@ class GeminiProvider:
         usage.input_tokens, usage.output_tokens, usage.cost_usd = final.input_tokens, final.output_tokens, final.cost_usd
 
     async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...]) -> bool | None:
-        from apps.search.text.language import detect_language
-
         text, _ = await self._generate_text(judge_prompt(question, answer, evidence, detect_language(question)), 5)
         word = text.strip().upper()
         if word.startswith("YES"):

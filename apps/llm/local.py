@@ -111,7 +111,7 @@ class LocalProvider:
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
 
-        worker = loop.run_in_executor(None, run)
+        loop.run_in_executor(None, run)
         started = False
         try:
             while True:
@@ -134,8 +134,7 @@ class LocalProvider:
                     if text:
                         yield text
         finally:
-            cancelled.set()
-            await asyncio.shield(worker) if worker.done() else None
+            cancelled.set()  # the binding stops at its next chunk; the thread then ends by itself
 
     async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...]) -> bool | None:
         return None

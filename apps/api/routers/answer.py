@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from apps.api.deps import ReadKey, ServicesDep
 from apps.api.routers.search import to_filters
-from apps.api.schemas import NonBlank, SearchFiltersIn, SearchRequest
+from apps.api.schemas import NonBlank, SearchFiltersIn
 from apps.llm.factory import ProviderUnavailableError
 from apps.orchestration.src.langgraph_pipeline import AnswerRequest
 
@@ -82,7 +82,7 @@ async def answer(body: AnswerIn, request: Request, services: ServicesDep, _: Rea
             services.runtime.search.resolve(body.strategy)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-    filters = to_filters(SearchRequest(q=body.q, filters=body.filters))
+    filters = to_filters(body.filters)
     call = AnswerRequest(question=body.q, mode=body.mode, top_k=body.final_topk, filters=filters,
                          strategy=body.strategy, request_id=request.state.request_id)
     if not body.stream:

@@ -5,15 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 
 from apps.api.deps import ReadKey, ServicesDep
-from apps.api.schemas import HitOut, SearchRequest, SearchResponse
+from apps.api.schemas import HitOut, SearchFiltersIn, SearchRequest, SearchResponse
 from apps.search.service import SearchUnavailableError, UnknownStrategyError
 from apps.search.types import SearchFilters
 
 router = APIRouter(tags=["search"])
 
 
-def to_filters(body: SearchRequest) -> SearchFilters:
-    f = body.filters
+def to_filters(f: SearchFiltersIn | None) -> SearchFilters:
     if f is None:
         return SearchFilters()
     return SearchFilters(
@@ -32,7 +31,7 @@ async def search(body: SearchRequest, request: Request, services: ServicesDep, _
         strategy = search_service.resolve(body.strategy).name
     except UnknownStrategyError as exc:
         raise HTTPException(422, str(exc)) from None
-    filters = to_filters(body)
+    filters = to_filters(body.filters)
     key = await services.cache.key(q=body.q, top_k=body.final_topk, filters=filters, strategy=strategy)
     result = await services.cache.get(key)
     cached = result is not None
