@@ -34,7 +34,7 @@ def gemini():
 
 def pipeline(runtime, provider=None, **settings) -> AnswerPipeline:
     s = runtime.settings.model_copy(update=settings)
-    return AnswerPipeline(runtime.search, provider or build_provider(s, "extractive"), get_analyzer(), s)
+    return AnswerPipeline(runtime.bandit, provider or build_provider(s, "extractive"), get_analyzer(), s)
 
 
 def gemini_provider(server: FakeGemini) -> GeminiProvider:

@@ -262,7 +262,7 @@ async def test_health(loaded: Api) -> None:
     detailed = (await loaded.client.get("/health?detailed=true")).json()
     assert detailed["corpus"] == {"documents": 6, "chunks": 6}
     assert detailed["alembic_revision"] and "e5-small" in detailed["embedding_model"]
-    assert detailed["flags"]["soft_q_bandit"] is False and detailed["latency_ms"]["database"] >= 0
+    assert detailed["flags"]["soft_q_bandit"]["enabled"] is False and detailed["latency_ms"]["database"] >= 0
 
 
 async def test_health_when_database_is_unreachable(tmp_path) -> None:

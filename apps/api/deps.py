@@ -13,6 +13,7 @@ from apps.core.api_keys import ApiKeyStore, KeyInfo, Scope
 from apps.core.rate_limit import RateLimiter
 from apps.core.request_log import RequestLog
 from apps.orchestration.src.pipelines import Pipelines
+from apps.rollout.canary import CanaryController
 from apps.runtime import Runtime
 from apps.search.cache import SearchCache
 
@@ -27,9 +28,11 @@ class Services:
     cache: SearchCache
     request_log: RequestLog
     pipelines: Pipelines
+    canary: CanaryController
     redis: Any | None = None
 
     async def close(self) -> None:
+        await self.canary.stop()
         await self.request_log.stop()
         if self.redis is not None:
             await self.redis.aclose()

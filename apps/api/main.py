@@ -15,15 +15,18 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apps import __version__
-from apps.api import problems
+from apps.api import faults, problems
 from apps.api.deps import Services
-from apps.api.routers import admin, answer, documents, health, search
+from apps.api.routers import admin, answer, documents, feedback, flags, health, observability, search
+from apps.core import metrics
 from apps.core.api_keys import ApiKeyStore
 from apps.core.config import Settings, get_settings
 from apps.core.logging import configure_logging
 from apps.core.rate_limit import DatabaseRateLimiter, RedisRateLimiter
 from apps.core.request_log import RequestLog
 from apps.orchestration.src.pipelines import Pipelines
+from apps.rollout.canary import CanaryController
+from apps.rollout.flags import FlagContext
 from apps.runtime import build_runtime
 from apps.search.cache import LocalBackend, RedisBackend, SearchCache
 
@@ -37,14 +40,16 @@ async def build_services(settings: Settings) -> Services:
         import redis.asyncio as aioredis
 
         redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    request_log = RequestLog(runtime.engine)
     return Services(
         runtime=runtime,
         keys=ApiKeyStore(runtime.engine, settings.secret_key),
         limiter=RedisRateLimiter(redis) if redis is not None else DatabaseRateLimiter(runtime.engine),
         cache=SearchCache(runtime.engine, RedisBackend(redis) if redis is not None else LocalBackend(),
                           settings.search_cache_ttl_s),
-        request_log=RequestLog(runtime.engine),
-        pipelines=Pipelines(runtime.search, settings),
+        request_log=request_log,
+        pipelines=Pipelines(runtime.bandit, settings),
+        canary=CanaryController(runtime.engine, runtime.flags, request_log, settings),
         redis=redis,
     )
 
@@ -125,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = await build_services(settings)
         await app.state.services.runtime.warm_up()
         app.state.services.request_log.start()
+        app.state.services.runtime.start()
+        app.state.services.canary.start()
         log.info("dt-rag started", extra={"backend": settings.backend, "environment": settings.environment.value})
         try:
             yield
@@ -148,15 +155,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def request_context(request: Request, call_next) -> Response:
         request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         start = time.perf_counter()
-        response = await call_next(request)
+        services = getattr(request.app.state, "services", None)
+        if services is None:  # before startup finished
+            return await call_next(request)
+        context = FlagContext(user_id=request.headers.get("x-user-id"), job_id=request.headers.get("x-job-id"),
+                              request_id=request.state.request_id)
+        assignment = services.runtime.flags.assign(context)
+        request.state.assignment = assignment
+        endpoint = templates(request.url.path)
+        injected = await faults.apply(settings, assignment.variant, request.state.request_id, endpoint)
+        response = injected or await call_next(request)
         elapsed = (time.perf_counter() - start) * 1000
         response.headers["X-Request-ID"] = request.state.request_id
-        services = getattr(request.app.state, "services", None)
-        if services is not None:
-            services.request_log.record(
-                templates(request.url.path), request.method, response.status_code, round(elapsed, 3),
-                strategy=getattr(request.state, "strategy", None),
-            )
+        response.headers["X-Pipeline-Variant"] = assignment.variant
+        status = response.status_code
+        metrics.REQUESTS.labels(endpoint, request.method, assignment.variant, str(status)).inc()
+        metrics.LATENCY.labels(endpoint, assignment.variant).observe(elapsed / 1000)
+        if status >= 500:
+            metrics.ERRORS.labels(endpoint, assignment.variant, str(status)).inc()
+        llm = getattr(request.state, "llm", None) or {}
+        services.request_log.record(
+            endpoint, request.method, status, round(elapsed, 3), variant=assignment.variant,
+            strategy=getattr(request.state, "strategy", None), quality=getattr(request.state, "quality", None),
+            **llm,
+        )
         return response
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
@@ -166,7 +188,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(documents.router)
     v1.include_router(admin.router)
     v1.include_router(answer.router)
+    v1.include_router(feedback.router)
+    v1.include_router(flags.admin_router)
     app.include_router(v1)
+    app.include_router(flags.router)
+    app.include_router(observability.router)
     app.include_router(answer.router)
     app.include_router(admin.cache_router)
     app.include_router(health.router)

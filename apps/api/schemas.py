@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 MetadataValue = str | int | float | bool | None
@@ -77,15 +77,46 @@ class HitOut(BaseModel):
     ranks: dict[str, int | None]
 
 
+class BanditOut(BaseModel):
+    state: str = Field(..., description="the query's context key")
+    probabilities: dict[str, float] = Field(..., description="the policy the strategy was drawn from")
+    policy_version: int
+
+
 class SearchResponse(BaseModel):
     hits: list[HitOut]
     strategy: str
     latency_ms: float
-    request_id: str
+    request_id: str = Field(..., description="send it back with POST /api/v1/feedback")
     total_candidates: int
     degraded: bool
     degraded_reasons: list[str] = []
     cached: bool = False
+    pipeline_variant: str = "legacy"
+    bandit: BanditOut | None = Field(None, description="present when the bandit chose the strategy")
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(..., min_length=1, max_length=64)
+    rating: float | None = Field(None, ge=-1, le=1, description="-1 (useless) .. 1 (perfect)")
+    helpful: bool | None = None
+    relevant_chunk_ids: list[int] | None = Field(None, max_length=1000,
+                                                 description="chunks that answered the query")
+
+    @model_validator(mode="after")
+    def _some_signal(self) -> FeedbackIn:
+        if self.rating is None and self.helpful is None and self.relevant_chunk_ids is None:
+            raise ValueError("give at least one of rating, helpful or relevant_chunk_ids")
+        return self
+
+
+class FeedbackOut(BaseModel):
+    request_id: str
+    reward: float
+    accepted: bool = Field(..., description="false: feedback for this request was already recorded")
+    learned: bool = Field(..., description="true: the reward entered the replay buffer")
 
 
 class DocumentIn(BaseModel):
@@ -179,3 +210,19 @@ class Problem(BaseModel):
     instance: str | None = None
     request_id: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+class FlagUpdateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    rollout_percentage: float | None = Field(None, ge=0, le=1, description="a fraction: 0.1 = 10 %")
+    user_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(None, max_length=10_000)
+    kill: bool | None = Field(None, description="kill switch: off for everyone, allowlist included")
+    reason: NonBlank = Field(..., min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _some_change(self) -> FlagUpdateIn:
+        if self.enabled is None and self.rollout_percentage is None and self.user_ids is None and self.kill is None:
+            raise ValueError("give at least one of enabled, rollout_percentage, user_ids or kill")
+        return self

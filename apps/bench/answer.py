@@ -24,7 +24,7 @@ async def bench_answer(dataset: BeirDataset, settings: Settings, provider: str |
     try:
         await ingest_dataset(runtime, dataset)
         await runtime.warm_up()
-        pipeline = Pipelines(runtime.search, settings).get(provider)
+        pipeline = Pipelines(runtime.bandit, settings).get(provider)
         external = {}  # chunk's document id -> the dataset's id, to compare with qrels
         hits = contained = grounded = 0
         lengths: list[int] = []

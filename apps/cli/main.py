@@ -347,7 +347,7 @@ def answer(
     async def run() -> dict:
         runtime = build_runtime(settings)
         try:
-            pipeline = Pipelines(runtime.search, settings).get(provider)
+            pipeline = Pipelines(runtime.bandit, settings).get(provider)
             return await pipeline.execute(AnswerRequest(question, mode=mode, top_k=top_k))  # type: ignore[arg-type]
         finally:
             await runtime.close()

@@ -88,6 +88,45 @@ class Settings(BaseSettings):
     min_dense_similarity: float = Field(0.82, ge=0, le=1)
     remove_unsupported: bool = False
 
+    # Learning: the Soft Q-learning strategy bandit (see apps/orchestration/src/bandit)
+    bandit_arms: str = Field("bm25,dense,hybrid_rrf,hybrid_cc", description="comma-separated strategy names")
+    bandit_alpha: float = Field(0.02, gt=0, le=1, description="learning-rate floor; 1/n (a sample mean) before it")
+    bandit_gamma: float = Field(0.0, ge=0, lt=1, description="0: a request is one step")
+    bandit_temperature: float = Field(0.05, gt=0, le=10)
+    bandit_min_temperature: float = Field(0.005, gt=0, le=10)
+    bandit_temperature_halflife: int = Field(200, ge=1, description="visits of a state that halve its temperature")
+    bandit_probability_floor: float = Field(0.05, ge=0, lt=1, description="share of traffic spread uniformly")
+    bandit_safety_z: float = Field(1.0, ge=0, le=10, description="greedy leaves the default arm only this many SEs ahead")
+    bandit_latency_cost: float = Field(0.0, ge=0, le=1, description="reward lost per millisecond of latency")
+    bandit_reward_window_s: float = Field(300.0, ge=0, description="explicit feedback window before the implicit reward")
+    bandit_policy_refresh_s: float = Field(1.0, ge=0, le=60)
+    replay_max_size: int = Field(10_000, ge=1, le=10_000_000)
+    replay_batch_size: int = Field(32, ge=1, le=10_000)
+    replay_learn_every: int = Field(32, ge=1, le=1_000_000)
+
+    # Rollout (see apps/rollout)
+    flag_refresh_s: float = Field(1.0, gt=0, le=60, description="how often workers look for flag changes")
+
+    # Canary analysis (see apps/rollout/canary.py); thresholds default to the runbooks'
+    canary_flag: str = Field("new_pipeline", description="the flag whose rollout the controller watches")
+    canary_enabled: bool = True
+    canary_interval_s: float = Field(60.0, gt=0, le=86400)
+    canary_window_s: float = Field(300.0, gt=0, le=7 * 86400)
+    canary_min_samples: int = Field(10, ge=1)
+    canary_error_rate_sla: float = Field(0.005, ge=0, le=1)
+    canary_p95_sla_ms: float = Field(100.0, gt=0)
+    canary_quality_drop: float = Field(0.1, ge=0, le=1, description="tolerated fall of mean quality vs baseline")
+    canary_breach_factor: float = Field(2.0, ge=1, description="rollback when a metric exceeds its SLA this many times")
+    canary_max_failures: int = Field(10, ge=1, description="consecutive failing evaluations before rollback")
+    canary_promotion_steps: str = Field("", description="e.g. 0.05,0.1,0.5,1.0 to promote after healthy intervals")
+    canary_promotion_intervals: int = Field(5, ge=1)
+    canary_webhook_url: str | None = None
+    fault_error_rate: float = Field(0.0, ge=0, le=1, description="canary drill: share of requests failed with 500")
+    fault_latency_ms: float = Field(0.0, ge=0, le=60000, description="canary drill: added latency")
+    fault_variant: str = Field("new", pattern="^(new|legacy)$")
+    metrics_require_key: bool = False
+    debug_pipeline: bool = Field(False, description="DEBUG_PIPELINE: detailed pipeline logging")
+
     # HTTP service
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     rate_limit_per_minute: int = Field(600, ge=1, le=1_000_000)
@@ -118,9 +157,19 @@ class Settings(BaseSettings):
                 "BM25_K1/BM25_B are fixed at 1.2/0.75 by SQLite FTS5's bm25(); "
                 "tune them on PostgreSQL or leave them unset"
             )
+        if self.bandit_min_temperature > self.bandit_temperature:
+            raise ValueError("BANDIT_MIN_TEMPERATURE must not exceed BANDIT_TEMPERATURE")
+        if not self.arms:
+            raise ValueError("BANDIT_ARMS must name at least one strategy")
+        if self.environment is Environment.production and (self.fault_error_rate or self.fault_latency_ms):
+            raise ValueError("FAULT_ERROR_RATE/FAULT_LATENCY_MS are refused in production")
         if self.environment is Environment.production and self.secret_key.startswith("dev-insecure"):
             raise ValueError("SECRET_KEY must be set in production")
         return self
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a.strip() for a in self.bandit_arms.split(",") if a.strip()))
 
     @property
     def is_sqlite(self) -> bool:
@@ -134,6 +183,17 @@ class Settings(BaseSettings):
 def _env_files() -> tuple[str, ...]:
     env = os.environ.get("ENVIRONMENT", "development").lower()
     return tuple(f for f in (".env", f".env.{env}") if Path(f).is_file())
+
+
+def environment_with_files() -> dict[str, str]:
+    """The process environment over the `.env` files, as pydantic-settings layers them (for flags)."""
+    from dotenv import dotenv_values
+
+    merged: dict[str, str] = {}
+    for path in _env_files():
+        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(os.environ)
+    return merged
 
 
 def load_settings(**overrides: object) -> Settings:

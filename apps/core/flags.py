@@ -78,3 +78,42 @@ def env_flags(environ: Mapping[str, str] | None = None) -> dict[str, bool]:
         value = env_flag_value(flag.name, environ)
         result[flag.name] = flag.default if value is None else value
     return result
+
+
+class FlagConfigError(ValueError):
+    """An invalid rollout setting: startup stops (or the API answers 422) rather than guess."""
+
+
+@dataclass(frozen=True)
+class EnvFlagConfig:
+    enabled: bool | None = None
+    rollout: float | None = None  # a fraction, 0.1 = 10 %
+    user_ids: frozenset[str] | None = None
+
+
+def parse_rollout(raw: str | float, source: str) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise FlagConfigError(f"{source}={raw!r}: expected a fraction between 0 and 1 (0.1 = 10 %)") from None
+    if not 0.0 <= value <= 1.0:
+        raise FlagConfigError(f"{source}={raw!r}: expected a fraction between 0 and 1 (0.1 = 10 %), "
+                              "not a percentage")
+    return round(value, 4)  # 0.01 % granularity
+
+
+def parse_user_ids(raw: str) -> frozenset[str]:
+    return frozenset(u.strip() for u in raw.split(",") if u.strip())
+
+
+def env_flag_config(name: str, environ: Mapping[str, str] | None = None) -> EnvFlagConfig:
+    """`FEATURE_<NAME>`/`USE_<NAME>`, `<NAME>_ROLLOUT_PERCENTAGE` and `<NAME>_USER_IDS` for one flag."""
+    environ = os.environ if environ is None else environ
+    upper = name.upper()
+    rollout_raw = environ.get(f"{upper}_ROLLOUT_PERCENTAGE")
+    users_raw = environ.get(f"{upper}_USER_IDS")
+    return EnvFlagConfig(
+        enabled=env_flag_value(name, environ),
+        rollout=parse_rollout(rollout_raw, f"{upper}_ROLLOUT_PERCENTAGE") if rollout_raw is not None else None,
+        user_ids=parse_user_ids(users_raw) if users_raw is not None else None,
+    )

@@ -15,6 +15,7 @@ from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -130,6 +131,14 @@ class RequestEvent(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     strategy: Mapped[str | None] = mapped_column(String(50))
     variant: Mapped[str | None] = mapped_column(String(20))
+    # A per-request quality signal (answer groundedness), for canary analysis.
+    quality: Mapped[float | None] = mapped_column(Float)
+    llm_provider: Mapped[str | None] = mapped_column(String(50))
+    llm_model: Mapped[str | None] = mapped_column(String(200))
+    llm_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    llm_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    llm_cost_usd: Mapped[float | None] = mapped_column(Float)
+    llm_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class CorpusState(Base):
@@ -139,3 +148,109 @@ class CorpusState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger)
+
+
+class BanditDecision(Base):
+    """One served strategy choice; the reward joins later by request id."""
+
+    __tablename__ = "bandit_decisions"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    endpoint: Mapped[str] = mapped_column(String(50))
+    state: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(50))
+    probabilities: Mapped[dict[str, float]] = mapped_column(Json)
+    policy_version: Mapped[int] = mapped_column(BigInteger)
+    variant: Mapped[str] = mapped_column(String(20))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    served_chunk_ids: Mapped[list[int]] = mapped_column(Json)
+    replay: Mapped[bool] = mapped_column(Boolean)
+    implicit_reward: Mapped[float | None] = mapped_column(Float)
+    reward: Mapped[float | None] = mapped_column(Float)
+    reward_source: Mapped[str | None] = mapped_column(String(20))
+    feedback: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    rewarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReplayExperience(Base):
+    __tablename__ = "replay_experiences"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(50))
+    reward: Mapped[float] = mapped_column(Float)
+    propensity: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QValue(Base):
+    __tablename__ = "q_values"
+
+    policy: Mapped[str] = mapped_column(String(50), primary_key=True)
+    state: Mapped[str] = mapped_column(String(120), primary_key=True)
+    action: Mapped[str] = mapped_column(String(50), primary_key=True)
+    q: Mapped[float] = mapped_column(Float)
+    q2: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BanditPolicy(Base):
+    __tablename__ = "bandit_policies"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    learned_through: Mapped[int] = mapped_column(BigInteger)
+    batches: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FlagOverride(Base):
+    """A runtime override of a flag, written through the audited admin path."""
+
+    __tablename__ = "flag_overrides"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool | None] = mapped_column(Boolean)
+    rollout_percentage: Mapped[float | None] = mapped_column(Float)
+    user_ids: Mapped[list[str] | None] = mapped_column(Json)
+    kill: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FlagAudit(Base):
+    __tablename__ = "flag_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    old: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    new: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class Lease(Base):
+    """Leader election: whoever holds an unexpired lease acts; expiry is a wall-clock epoch."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class CanaryEvaluation(Base):
+    __tablename__ = "canary_evaluations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    flag: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    verdict: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(20))
+    consecutive_failures: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]] = mapped_column(Json)

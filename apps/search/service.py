@@ -72,26 +72,36 @@ class SearchService:
         finally:
             timings[leg] = round((time.perf_counter() - start) * 1000, 3)
 
+    def depth(self, top_k: int) -> int:
+        return max(top_k, self.settings.search_candidates)
+
+    async def first_look(self, query: str, top_k: int, filters: SearchFilters | None = None) -> list[LegHit]:
+        """The BM25 leg alone: cheap (no query embedding), and `search(prefetched=...)` reuses it."""
+        return await self._bm25_leg(query, self.depth(top_k), filters or SearchFilters())
+
     async def search(
         self,
         query: str,
         top_k: int = 5,
         filters: SearchFilters | None = None,
         strategy: str | None = None,
+        prefetched: dict[str, list[LegHit]] | None = None,
     ) -> SearchResult:
+        """`prefetched` holds legs already run for this query, filters and top_k (see `first_look`)."""
         start = time.perf_counter()
         chosen = self.resolve(strategy)
         filters = filters or SearchFilters()
-        depth = max(top_k, self.settings.search_candidates)
+        depth = self.depth(top_k)
         timings: dict[str, float] = {}
         runners = {BM25: self._bm25_leg, DENSE: self._dense_leg}
+        legs: dict[str, list[LegHit]] = {leg: hits for leg, hits in (prefetched or {}).items() if leg in chosen.legs}
+        to_run = [leg for leg in chosen.legs if leg not in legs]
         outcomes = await asyncio.gather(
-            *(self._timed(leg, runners[leg](query, depth, filters), timings) for leg in chosen.legs),
+            *(self._timed(leg, runners[leg](query, depth, filters), timings) for leg in to_run),
             return_exceptions=True,
         )
-        legs: dict[str, list[LegHit]] = {}
         reasons: list[str] = []
-        for leg, outcome in zip(chosen.legs, outcomes):
+        for leg, outcome in zip(to_run, outcomes):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome

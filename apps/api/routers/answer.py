@@ -64,6 +64,15 @@ class AnswerOut(BaseModel):
     request_id: str
 
 
+def _llm_usage(result: dict[str, Any]) -> dict[str, Any]:
+    if result["provider"] == "none":
+        return {}
+    usage = result["usage"]
+    return {"llm_provider": result["provider"], "llm_model": result["model"],
+            "llm_input_tokens": usage["input_tokens"], "llm_output_tokens": usage["output_tokens"],
+            "llm_cost_usd": usage["cost_usd"], "llm_ms": result["timings_ms"].get("compose")}
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -83,11 +92,15 @@ async def answer(body: AnswerIn, request: Request, services: ServicesDep, _: Rea
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
     filters = to_filters(body.filters)
+    assignment = request.state.assignment
     call = AnswerRequest(question=body.q, mode=body.mode, top_k=body.final_topk, filters=filters,
-                         strategy=body.strategy, request_id=request.state.request_id)
+                         strategy=body.strategy, request_id=request.state.request_id, flags=assignment.flags,
+                         variant=assignment.variant)
     if not body.stream:
         result = await pipeline.execute(call)
         request.state.strategy = result["strategy"]
+        request.state.quality = result["confidence"]
+        request.state.llm = _llm_usage(result)
         return result
 
     async def events() -> AsyncIterator[str]:

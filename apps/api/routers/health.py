@@ -12,7 +12,6 @@ from sqlalchemy import func, select, text
 
 from apps import __version__
 from apps.api.deps import ServicesDep
-from apps.core.flags import env_flags
 from apps.core.models import Chunk, Document, utcnow
 
 router = APIRouter(tags=["health"])
@@ -56,7 +55,12 @@ async def health(services: ServicesDep, detailed: Annotated[bool, Query()] = Fal
         body["latency_ms"] = {"database": db_ms, "redis": redis_ms}
         body["backend"] = settings.backend
         body["embedding_model"] = services.runtime.ingestion.embedder.name
-        body["flags"] = env_flags()
+        body["flags"] = {name: {**c.public(), "user_ids": len(c.user_ids), "source": c.source}
+                         for name, c in services.runtime.flags.configs().items()}
+        try:
+            body["canary"] = await services.canary.status()
+        except Exception:
+            body["canary"] = None
         if db_ok:
             try:
                 async with engine.connect() as conn:

@@ -25,13 +25,17 @@ from typing import Any, TypedDict
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
+from apps.core import metrics
 from apps.core.config import Settings
 from apps.core.flags import env_flags
 from apps.llm.base import AnswerProvider, ComposeRequest, Evidence, Mode, Usage
 from apps.llm.extractive import NOT_FOUND, ExtractiveProvider
-from apps.search.service import SearchService
+from apps.orchestration.src.bandit.decision_log import Decision
+from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
+from apps.orchestration.src.bandit.service import StrategyBandit
 from apps.search.text.analyzer import Analyzer
 from apps.search.text.language import detect_language
+from apps.search.text.questions import question_type
 from apps.search.text.sentences import split_sentences
 from apps.search.types import SearchFilters
 
@@ -39,16 +43,6 @@ log = logging.getLogger(__name__)
 
 _MARKER = re.compile(r"\s*\[(\d+)\]")
 _LEADING_MARKERS = re.compile(r"^(\s*\[\d+\])+\s*")
-_QUESTION_CUES = {
-    "what": ("what", "which", "무엇", "뭐", "어떤", "무슨"),
-    "who": ("who", "whom", "누구", "누가"),
-    "when": ("when", "언제", "몇 년", "날은", "연도"),
-    "where": ("where", "어디"),
-    "why": ("why", "왜"),
-    "how": ("how", "어떻게", "얼마나", "몇"),
-}
-
-
 @dataclass
 class AnswerRequest:
     question: str
@@ -58,6 +52,7 @@ class AnswerRequest:
     strategy: str | None = None
     provider: str | None = None
     flags: dict[str, bool] | None = None  # per-request flag values; default: the environment's
+    variant: str = "legacy"  # the pipeline variant the rollout assigned (recorded with bandit decisions)
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -68,6 +63,7 @@ class PipelineState(TypedDict, total=False):
     language: str
     question_type: str
     strategy: str
+    decision: Decision | None
     evidence: list[Evidence]
     answer: str
     model: str
@@ -82,17 +78,10 @@ class PipelineState(TypedDict, total=False):
     timings_ms: dict[str, float]
 
 
-def question_type(question: str) -> str:
-    lowered = question.lower()
-    for kind, cues in _QUESTION_CUES.items():
-        if any(cue in lowered for cue in cues):
-            return kind
-    return "other"
-
-
 class AnswerPipeline:
-    def __init__(self, search: SearchService, provider: AnswerProvider, analyzer: Analyzer, settings: Settings) -> None:
-        self.search = search
+    def __init__(self, bandit: StrategyBandit, provider: AnswerProvider, analyzer: Analyzer,
+                 settings: Settings) -> None:
+        self.bandit = bandit
         self.provider = provider
         self.extractive = ExtractiveProvider(analyzer)
         self.analyzer = analyzer
@@ -149,8 +138,10 @@ class AnswerPipeline:
                 update = {"degraded": [*state.get("degraded", []), {"node": name, "reason": reason}]}
                 if fallback is not None:
                     update.update(await fallback({**state, **update}))
+            elapsed = time.perf_counter() - start
+            metrics.PIPELINE_STEP.labels(step=name).observe(elapsed)
             timings = dict(state.get("timings_ms", {}))
-            timings[name] = round((time.perf_counter() - start) * 1000, 2)
+            timings[name] = round(elapsed * 1000, 2)
             update["timings_ms"] = timings
             return update
 
@@ -163,14 +154,19 @@ class AnswerPipeline:
         return {"language": detect_language(question), "question_type": question_type(question)}
 
     async def retrieve(self, state: PipelineState) -> dict[str, Any]:
-        request = state["request"]
-        result = await self.search.search(request.question, request.top_k, request.filters, request.strategy)
+        request, flags = state["request"], state["flags"]
+        retrieval = await self.bandit.retrieve(
+            request.question, request.top_k, request.filters, request_id=request.request_id, endpoint="answer",
+            strategy=request.strategy, use_bandit=flags.get("soft_q_bandit", False),
+            replay=flags.get("experience_replay", False), variant=request.variant,
+        )
+        result = retrieval.result
         # Evidence must share a term with the question or be close in meaning; otherwise the honest
         # answer is "not in the documents", not the least bad chunk.
         floor = self.settings.min_dense_similarity
         evidence = [Evidence(h.chunk_id, h.doc_id, h.title, h.text, h.score, h.source_url) for h in result.hits
                     if h.ranks.get("bm25") is not None or (h.scores.get("dense") or 0.0) >= floor]
-        update: dict[str, Any] = {"evidence": evidence, "strategy": result.strategy}
+        update: dict[str, Any] = {"evidence": evidence, "strategy": result.strategy, "decision": retrieval.decision}
         if result.degraded:
             update["degraded"] = [*state.get("degraded", []),
                                   *({"node": "retrieve", "reason": r} for r in result.degraded_reasons)]
@@ -308,10 +304,21 @@ class AnswerPipeline:
                 state = payload
         yield {"final": self._response(state, start)}
 
+    @property
+    def replay_buffer(self) -> ReplayBuffer:
+        return self.bandit.replay
+
     def _response(self, state: PipelineState, start: float) -> dict[str, Any]:
         request = state["request"]
+        # The answer's groundedness is the implicit reward of the strategy that found its evidence.
+        self.bandit.commit(state.get("decision"), quality=state.get("confidence", 0.0))
         evidence = state.get("evidence", [])
         usage = state.get("usage") or Usage()
+        if state.get("provider", "none") != "none":
+            labels = {"provider": state["provider"], "model": state.get("model", "")}
+            metrics.LLM_TOKENS.labels(**labels, kind="input").inc(usage.input_tokens)
+            metrics.LLM_TOKENS.labels(**labels, kind="output").inc(usage.output_tokens)
+            metrics.LLM_COST.labels(**labels).inc(usage.cost_usd)
         timings = dict(state.get("timings_ms", {}))
         timings["total"] = round((time.perf_counter() - start) * 1000, 2)
         validation: dict[str, Any] = {"grounded": bool(state.get("grounded")),
@@ -352,5 +359,5 @@ def get_pipeline() -> AnswerPipeline:
         from apps.runtime import build_runtime
 
         settings = get_settings()
-        _pipelines = Pipelines(build_runtime(settings).search, settings)
+        _pipelines = Pipelines(build_runtime(settings).bandit, settings)
     return _pipelines.get()

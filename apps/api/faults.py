@@ -1,0 +1,33 @@
+"""Fault injection into the canary variant, so the canary loop can be exercised for real.
+
+Settings FAULT_ERROR_RATE (a fraction of requests answered 500) and FAULT_LATENCY_MS (added delay)
+apply to requests of FAULT_VARIANT (default "new") on API routes; settings refuse them in production.
+Which requests fail is a stable function of the request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi.responses import JSONResponse
+
+from apps.api import problems
+from apps.core.config import Settings
+from apps.core.hashing import unit_draw
+
+_EXEMPT = ("/health", "/metrics", "/feature-flags", "/debug", "/docs", "/api/v1/openapi.json")
+
+
+async def apply(settings: Settings, variant: str, request_id: str, endpoint: str) -> JSONResponse | None:
+    if variant != settings.fault_variant or endpoint.startswith(_EXEMPT) or endpoint == "unmatched":
+        return None
+    if settings.fault_latency_ms:
+        await asyncio.sleep(settings.fault_latency_ms / 1000)
+    if settings.fault_error_rate and unit_draw(request_id, "fault") < settings.fault_error_rate:
+        return JSONResponse(
+            {"type": "about:blank", "title": "Injected Fault", "status": 500,
+             "detail": "fault injected by FAULT_ERROR_RATE (canary drill)", "instance": endpoint,
+             "request_id": request_id},
+            status_code=500, media_type=problems.PROBLEM,
+        )
+    return None

@@ -1,0 +1,54 @@
+"""Prometheus metrics, correct with several workers.
+
+Counters and histograms live in this process; under `dtrag serve --workers N` each worker writes them
+to files in PROMETHEUS_MULTIPROC_DIR (set before the workers start) and any worker's /metrics sums
+them. State that lives in the database (replay buffer size, Q-table states, canary state) is read at
+scrape time, so it is the same whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter("dtrag_requests", "HTTP requests", ["endpoint", "method", "variant", "status"])
+ERRORS = Counter("dtrag_request_errors", "HTTP requests answered with a 5xx", ["endpoint", "variant", "status"])
+LATENCY = Histogram("dtrag_request_duration_seconds", "HTTP request latency", ["endpoint", "variant"],
+                    buckets=_LATENCY_BUCKETS)
+PIPELINE_STEP = Histogram("dtrag_pipeline_step_duration_seconds", "Answer pipeline node durations", ["step"],
+                          buckets=_LATENCY_BUCKETS)
+BATCH_LEARNING_SUCCESS = Counter("batch_learning_success", "Bandit batch updates applied")
+BATCH_LEARNING_FAILURE = Counter("batch_learning_failure", "Bandit batch updates that failed")
+LLM_TOKENS = Counter("llm_tokens", "LLM tokens", ["provider", "model", "kind"])
+LLM_COST = Counter("llm_cost_usd", "LLM cost in US dollars", ["provider", "model"])
+FLAG_EVALUATIONS = Counter("feature_flag_evaluations", "Feature flag evaluations", ["flag", "result"])
+
+
+def render(db_gauges: dict[str, tuple[str, list[tuple[dict[str, str], float]]]]) -> bytes:
+    """This process's (or all workers') metrics plus gauges read from the database for this scrape."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        body = generate_latest(REGISTRY)
+    extra = CollectorRegistry()
+
+    class _Database:
+        def collect(self):  # noqa: ANN202 - prometheus_client's collector protocol
+            for name, (help_text, samples) in db_gauges.items():
+                labels = sorted(samples[0][0]) if samples else []
+                family = GaugeMetricFamily(name, help_text, labels=labels)
+                for label_values, value in samples:
+                    family.add_metric([label_values[k] for k in labels], value)
+                yield family
+
+    extra.register(_Database())
+    return body + generate_latest(extra)

@@ -1,0 +1,1 @@
+"""Soft Q-learning contextual bandit over retrieval strategies: state, policy, learner, replay, log, OPE."""

@@ -1,0 +1,1 @@
+"""Progressive delivery: flag evaluation with sticky rollouts, audited overrides, canary analysis."""
