@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
+from apps.cli import learning
 from apps.core.config import SettingsError, get_settings, load_settings
 
 app = typer.Typer(help="DT-RAG: retrieval-augmented answers from your own documents.", no_args_is_help=True)
@@ -20,6 +21,10 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(db_app, name="db")
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(learning.qtable_app, name="qtable")
+app.add_typer(learning.replay_app, name="replay")
+app.add_typer(learning.bandit_app, name="bandit")
+bench_app.command("bandit")(learning.bench_bandit_cmd)
 
 console = Console()
 err = Console(stderr=True)

@@ -130,8 +130,10 @@ class SoftQLearning(EngineHolder):
 
     @property
     def q_table(self) -> dict[str, list[float]]:
-        """state → Q-values in arm order (unvisited arms show their prior, see `get_q_values`)."""
-        return {state: self.get_q_values(state) for state in sorted(self._current().stats)}
+        """state → learned Q-values in arm order; 0.0 where an arm has no update in that state yet
+        (selection fills those from the arm's prior, see `get_q_values`)."""
+        return {state: [s.q if s is not None else 0.0 for s in self.stats(state)]
+                for state in sorted(self._current().stats)}
 
     def stats(self, state: str) -> list[pol.ArmStats | None]:
         seen = self._current().stats.get(state, {})
