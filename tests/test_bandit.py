@@ -80,9 +80,11 @@ def test_draws_follow_the_probabilities() -> None:
 
 
 def test_conservative_greedy_leaves_the_baseline_only_when_clearly_ahead() -> None:
-    base = pol.ArmStats(q=0.70, q2=0.70**2 + 0.09, n=400)
-    noisy = pol.ArmStats(q=0.75, q2=0.75**2 + 0.09, n=5)  # ahead, but on five samples
-    clear = pol.ArmStats(q=0.85, q2=0.85**2 + 0.01, n=400)
+    base = pol.ArmStats(q=0.70, q2=0.70**2 + 0.09, n=400, m=400)
+    noisy = pol.ArmStats(q=0.75, q2=0.75**2 + 0.09, n=5, m=5)  # ahead, but on five samples
+    clear = pol.ArmStats(q=0.85, q2=0.85**2 + 0.01, n=400, m=400)
+    replayed = pol.ArmStats(q=0.75, q2=0.75**2 + 0.09, n=400, m=5)  # five experiences, replayed 80 times
+    assert pol.conservative_greedy([replayed, base], baseline=1, z=1.0) == 1
     assert pol.conservative_greedy([noisy, base], baseline=1, z=1.0) == 1
     assert pol.conservative_greedy([clear, base], baseline=1, z=1.0) == 0
     assert pol.conservative_greedy([noisy, base], baseline=1, z=0.0) == 0  # z=0: plain argmax
@@ -138,14 +140,19 @@ import asyncio, sys
 from apps.core.config import load_settings
 from apps.core.db import create_engine
 from apps.orchestration.src.bandit.q_learning import SoftQLearning
-from apps.orchestration.src.bandit.replay_buffer import Experience
+from apps.orchestration.src.bandit.replay_buffer import Experience, ReplayBuffer
 
 async def main(url, offset):
     engine = create_engine(load_settings(database_url=url))
     learner = SoftQLearning(alpha=1e-6, engine=engine)
-    for i in range(20):  # 20 batches of 10 updates to one cell, racing the other process
-        await learner.apply([Experience("s", "bm25", (offset + i * 10 + j) / 1000, id=offset + i * 10 + j)
-                             for j in range(10)])
+    buffer = ReplayBuffer(max_size=10_000, engine=engine)
+    for i in range(20):  # 20 rounds of 10 new experiences, each learned twice, racing the other process
+        batch = []
+        for j in range(10):
+            reward = (offset + i * 10 + j) / 1000
+            batch.append(Experience("s", "bm25", reward, id=await buffer.add("s", "bm25", reward)))
+        await learner.apply(batch)
+        await learner.apply(batch)  # a replay: more updates, no new evidence
     await engine.dispose()
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2])))
@@ -164,9 +171,10 @@ async def test_two_processes_learning_at_once_lose_no_update(database_url: str) 
     learner = SoftQLearning(engine=engine)
     await learner.refresh(force=True)
     stats = learner.stats("s")[0]
-    assert stats is not None and stats.n == 400  # every update applied
+    assert stats is not None and stats.n == 800  # every update applied
+    assert stats.m == 400  # and every experience counted once as evidence
     assert stats.q == pytest.approx(sum(range(400)) / 400 / 1000, abs=1e-9)  # 1/n steps: the exact mean
-    assert learner.version == 40  # one policy version per batch, from both processes
+    assert learner.version == 80  # one policy version per batch, from both processes
     await engine.dispose()
 
 

@@ -52,6 +52,9 @@ def upgrade() -> None:
         sa.Column("reward", sa.Float(), nullable=False),
         sa.Column("propensity", sa.Float(), nullable=False),
         sa.Column("created_at", ts, nullable=False),
+        # Set by the first batch update that learns from it: replays re-apply experiences, and the
+        # policy's uncertainty must count each one once.
+        sa.Column("applied", sa.Boolean(), nullable=False, server_default=sa.false()),
         sqlite_autoincrement=True,
     )
     op.create_table(
@@ -62,7 +65,8 @@ def upgrade() -> None:
         sa.Column("q", sa.Float(), nullable=False),
         # Second moment of the targets, for the uncertainty the conservative greedy policy needs.
         sa.Column("q2", sa.Float(), nullable=False),
-        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),  # updates, replays included
+        sa.Column("m", sa.BigInteger(), nullable=False),  # distinct experiences learned from
         sa.Column("updated_at", ts, nullable=False),
     )
     op.create_table(

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,18 +13,11 @@ import httpx
 from apps.bench.beir import BeirDataset
 from apps.bench.metrics import percentile
 from apps.bench.retrieval import ingest_dataset
+from apps.bench.server import serving
 from apps.core.api_keys import ApiKeyStore, Scope
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
 from apps.runtime import build_runtime
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _summary(latencies: list[float], seconds: float, errors: int) -> dict[str, Any]:
@@ -81,28 +69,11 @@ async def bench_http(dataset: BeirDataset, settings: Settings, concurrency: int,
     finally:
         await runtime.close()
 
-    port = _free_port()
     # Caches off: 2,000 requests cycle over a few hundred queries, and cache hits are not search.
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "SEARCH_CACHE_TTL_S": "0", "LOG_LEVEL": "WARNING",
-           "QUERY_EMBEDDING_CACHE_SIZE": "0",
+    env = {"SEARCH_CACHE_TTL_S": "0", "QUERY_EMBEDDING_CACHE_SIZE": "0",
            "EMBEDDING_CACHE_PATH": settings.embedding_cache_path or ""}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "apps.cli.main", "serve", "--port", str(port), "--workers", str(workers)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(settings.database_url, workers, **env) as base:
         async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("server did not start")
-                await asyncio.sleep(0.3)
             headers = {"X-API-Key": api_key}
 
             async def over_http(i: int) -> bool:
@@ -112,9 +83,6 @@ async def bench_http(dataset: BeirDataset, settings: Settings, concurrency: int,
 
             await _load(concurrency, min(50, requests), over_http)  # warm every worker
             http = _summary(*await _load(concurrency, requests, over_http))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return {
         "dataset": dataset.name,
         "backend": settings.backend,

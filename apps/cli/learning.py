@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from apps.cli.common import console, err, run
 from apps.core.config import get_settings, load_settings
 
 qtable_app = typer.Typer(help="Inspect the shared Q-table.", no_args_is_help=True)
 replay_app = typer.Typer(help="Inspect the experience replay buffer.", no_args_is_help=True)
 bandit_app = typer.Typer(help="Run learning and off-policy evaluation.", no_args_is_help=True)
 
-console = Console()
-err = Console(stderr=True)
 
 
 def _run(work):  # noqa: ANN001, ANN202 - an async function of the runtime
@@ -36,7 +34,7 @@ def _run(work):  # noqa: ANN001, ANN202 - an async function of the runtime
         finally:
             await runtime.close()
 
-    return asyncio.run(main())
+    return run(main())
 
 
 def _rows(learner: Any, state: str | None = None) -> list[dict[str, Any]]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import typer
@@ -11,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
-from apps.cli import learning
+from apps.cli import flags, learning
 from apps.core.config import SettingsError, get_settings, load_settings
 
 app = typer.Typer(help="DT-RAG: retrieval-augmented answers from your own documents.", no_args_is_help=True)
@@ -24,7 +28,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(learning.qtable_app, name="qtable")
 app.add_typer(learning.replay_app, name="replay")
 app.add_typer(learning.bandit_app, name="bandit")
+app.add_typer(flags.flags_app, name="flags")
 bench_app.command("bandit")(learning.bench_bandit_cmd)
+bench_app.command("rollout")(flags.bench_rollout_cmd)
 
 console = Console()
 err = Console(stderr=True)
@@ -181,6 +187,11 @@ def serve(
     upgrade(settings.database_url)
     if init:
         asyncio.run(_first_run_setup(settings))
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics to files here; any worker's /metrics sums them all.
+        metrics_dir = tempfile.mkdtemp(prefix="dtrag-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     uvicorn.run("apps.api.main:app", host=host, port=port, workers=workers, log_level=settings.log_level.lower())
 
 

@@ -184,6 +184,7 @@ class ReplayExperience(Base):
     reward: Mapped[float] = mapped_column(Float)
     propensity: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    applied: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class QValue(Base):
@@ -195,6 +196,7 @@ class QValue(Base):
     q: Mapped[float] = mapped_column(Float)
     q2: Mapped[float] = mapped_column(Float)
     n: Mapped[int] = mapped_column(BigInteger)
+    m: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

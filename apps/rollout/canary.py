@@ -147,7 +147,7 @@ class CanaryController:
 
     async def _rollback(self, verdict: Verdict, failures: int) -> str:
         config = self._flags.config(self.flag)
-        if config.rollout == 0 and not config.enabled:
+        if config.rollout == 0:
             return "already_rolled_back"
         why = f"automatic rollback ({verdict.verdict}, {failures} consecutive failures): " + "; ".join(verdict.reasons)
         await self._flags.set(self.flag, actor=ACTOR, reason=why, rollout=0.0)

@@ -250,6 +250,8 @@ class FlagService:
         async with write_transaction(self._engine) as conn:
             row = (await conn.execute(select(FlagOverride).where(FlagOverride.name == name))).first()
             before = self._effective(name, row)
+            if enabled is None and rollout and not before.enabled:
+                enabled = True  # as in the environment: setting a share means "on for that share"
             values = {
                 "enabled": enabled if enabled is not None else (row.enabled if row else None),
                 "rollout_percentage": rollout if rollout is not None else (row.rollout_percentage if row else None),

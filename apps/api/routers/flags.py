@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -11,6 +13,7 @@ from apps.api.schemas import FlagUpdateIn
 from apps.core.flags import FLAGS, FlagConfigError
 from apps.rollout.flags import FlagConfig, FlagContext, UnknownFlagError
 
+_WORKER = f"{socket.gethostname()}:{os.getpid()}"  # shows which worker answered (propagation checks)
 router = APIRouter(prefix="/feature-flags", tags=["feature flags"])
 admin_router = APIRouter(prefix="/admin/feature-flags", tags=["feature flags"])
 
@@ -29,7 +32,7 @@ async def list_flags(services: ServicesDep) -> dict[str, Any]:
     flags = services.runtime.flags
     changes = await flags.last_changes()
     return {"flags": {name: _public(c, changes.get(name)) for name, c in flags.configs().items()},
-            "canary": await services.canary.status()}
+            "canary": await services.canary.status(), "served_by": _WORKER}
 
 
 @router.get("/check", summary="Which flags are on for a context, its bucket and pipeline variant")

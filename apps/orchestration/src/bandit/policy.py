@@ -17,15 +17,16 @@ PRIOR_WEIGHT = 10
 class ArmStats:
     q: float  # estimated reward
     q2: float  # estimated second moment of the reward
-    n: int  # updates seen
+    n: int  # updates applied (replays re-apply experiences)
+    m: int  # distinct experiences behind them: what the uncertainty rests on
 
     @property
     def standard_error(self) -> float:
-        if self.n < 1:
+        if self.m < 1:
             return math.inf
         sample = max(self.q2 - self.q * self.q, 0.0)
-        variance = (self.n * sample + PRIOR_WEIGHT * PRIOR_VARIANCE) / (self.n + PRIOR_WEIGHT)
-        return math.sqrt(variance / self.n)
+        variance = (self.m * sample + PRIOR_WEIGHT * PRIOR_VARIANCE) / (self.m + PRIOR_WEIGHT)
+        return math.sqrt(variance / self.m)
 
 
 def soft_value(q: Sequence[float], temperature: float) -> float:

@@ -14,12 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.core.db import write_transaction
 from apps.core.hashing import unit_draw
-from apps.core.models import BanditPolicy, QValue, utcnow
+from apps.core.models import BanditPolicy, QValue, ReplayExperience, utcnow
 from apps.orchestration.src.bandit import policy as pol
 from apps.orchestration.src.bandit.replay_buffer import Experience, ReplayBuffer
 from apps.orchestration.src.bandit.storage import EngineHolder
@@ -27,8 +27,8 @@ from apps.orchestration.src.bandit.storage import EngineHolder
 DEFAULT_ARMS = ("bm25", "dense", "hybrid_rrf", "hybrid_cc")
 
 _UPDATE_SQL = text("""
-INSERT INTO q_values (policy, state, action, q, q2, n, updated_at)
-VALUES (:policy, :state, :action, CAST(:target AS float8), CAST(:target2 AS float8), 1, :now)
+INSERT INTO q_values (policy, state, action, q, q2, n, m, updated_at)
+VALUES (:policy, :state, :action, CAST(:target AS float8), CAST(:target2 AS float8), 1, :fresh, :now)
 ON CONFLICT (policy, state, action) DO UPDATE SET
     q = q_values.q + (CASE WHEN CAST(1 AS float8) / (q_values.n + 1) > CAST(:alpha AS float8)
                       THEN CAST(1 AS float8) / (q_values.n + 1) ELSE CAST(:alpha AS float8) END)
@@ -37,6 +37,7 @@ ON CONFLICT (policy, state, action) DO UPDATE SET
                         THEN CAST(1 AS float8) / (q_values.n + 1) ELSE CAST(:alpha AS float8) END)
                        * (excluded.q2 - q_values.q2),
     n = q_values.n + 1,
+    m = q_values.m + excluded.m,
     updated_at = excluded.updated_at
 """)
 
@@ -62,16 +63,16 @@ class Snapshot:
 class SoftQLearning(EngineHolder):
     def __init__(
         self,
-        alpha: float = 0.02,
+        alpha: float = 0.005,
         gamma: float = 0.0,
-        temperature: float = 0.05,
+        temperature: float = 0.1,
         *,
         arms: Sequence[str] = DEFAULT_ARMS,
         baseline: str | None = "hybrid_cc",
-        min_temperature: float = 0.005,
+        min_temperature: float = 0.01,
         temperature_halflife: int = 200,
-        probability_floor: float = 0.05,
-        safety_z: float = 1.0,
+        probability_floor: float = 0.1,
+        safety_z: float = 2.0,
         policy: str = "default",
         refresh_s: float = 1.0,
         engine: AsyncEngine | None = None,
@@ -110,11 +111,11 @@ class SoftQLearning(EngineHolder):
         return self._snapshot
 
     async def _load(self, conn: AsyncConnection) -> Snapshot:
-        rows = await conn.execute(select(QValue.state, QValue.action, QValue.q, QValue.q2, QValue.n)
+        rows = await conn.execute(select(QValue.state, QValue.action, QValue.q, QValue.q2, QValue.n, QValue.m)
                                   .where(QValue.policy == self.policy))
         stats: dict[str, dict[str, pol.ArmStats]] = {}
-        for state, action, q, q2, n in rows:
-            stats.setdefault(state, {})[action] = pol.ArmStats(float(q), float(q2), int(n))
+        for state, action, q, q2, n, m in rows:
+            stats.setdefault(state, {})[action] = pol.ArmStats(float(q), float(q2), int(n), int(m))
         version = (await conn.execute(select(BanditPolicy.version).where(BanditPolicy.name == self.policy))
                    ).scalar_one_or_none()
         return Snapshot(stats, int(version or 0), time.monotonic())
@@ -186,7 +187,7 @@ class SoftQLearning(EngineHolder):
                              conn: AsyncConnection | None = None) -> None:
         target = reward + (self.gamma * self.soft_value(next_state) if self.gamma and next_state else 0.0)
         params = dict(policy=self.policy, state=state, action=action, target=target, target2=target * target,
-                      alpha=self.alpha, now=utcnow())
+                      alpha=self.alpha, fresh=1, now=utcnow())
         if conn is not None:
             await conn.execute(_UPDATE_SQL, params)
             return
@@ -200,9 +201,16 @@ class SoftQLearning(EngineHolder):
             return
         async with write_transaction(self.engine) as conn:
             now = utcnow()
+            ids = [e.id for e in known if e.id is not None]
+            # Claimed once, whoever claims first: concurrent learners never count an experience twice.
+            fresh = set((await conn.execute(
+                update(ReplayExperience).where(ReplayExperience.id.in_(ids), ReplayExperience.applied.is_(False))
+                .values(applied=True).returning(ReplayExperience.id)
+            )).scalars()) if ids else set()
             await conn.execute(_UPDATE_SQL, [
                 dict(policy=self.policy, state=e.state, action=e.action, target=e.reward,
-                     target2=e.reward * e.reward, alpha=self.alpha, now=now) for e in known
+                     target2=e.reward * e.reward, alpha=self.alpha, fresh=int(e.id is None or e.id in fresh),
+                     now=now) for e in known
             ])
             await conn.execute(_BUMP_SQL, dict(policy=self.policy, through=max(e.id or 0 for e in known), now=now))
         self._snapshot.loaded_at = -1e18  # read the new values on next use

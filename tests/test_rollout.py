@@ -1,0 +1,299 @@
+"""Progressive delivery: hashing, flag sources and precedence, audited overrides, propagation, canary."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from openfeature import api as openfeature_api
+from openfeature.evaluation_context import EvaluationContext
+
+from apps.core.config import load_settings
+from apps.core.db import create_engine
+from apps.core.flags import FlagConfigError
+from apps.core.hashing import normalized_value
+from apps.core.request_log import RequestLog
+from apps.rollout.canary import CanaryController, judge
+from apps.rollout.flags import FlagConfig, FlagContext, FlagService, configs_from_environment, evaluate
+from apps.rollout.openfeature_provider import DtRagProvider
+from tests.support.api import Api, api_client
+from tests.support.server import running_server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- hashing and evaluation ----------------------------------------------------------------------------
+
+def test_golden_hash_vectors() -> None:
+    """Documented in the README so other SDKs can check they bucket identically."""
+    import mmh3
+
+    assert mmh3.hash("hello", 0, signed=False) == 613153351  # the MurmurHash3 x86_32 reference value
+    assert normalized_value("user-1", "new_pipeline") == 4719  # murmur3("new_pipeline:user-1") % 10000 + 1
+    assert normalized_value("user-2", "new_pipeline") == 7029
+    assert normalized_value("job-42", "soft_q_bandit") == 4022
+    assert normalized_value("user-1", "new_pipeline", seed=86028157) == 914  # the variant layer's seed
+
+
+def test_both_environment_conventions_and_fractions() -> None:
+    configs = configs_from_environment({
+        "FEATURE_SOFT_Q_BANDIT": "true", "USE_NEW_PIPELINE": "yes", "NEW_PIPELINE_ROLLOUT_PERCENTAGE": "0.1",
+        "NEW_PIPELINE_USER_IDS": "user-id-1, user-id-2", "DEBATE_MODE_ROLLOUT_PERCENTAGE": "0.25",
+        "USE_LLM_VALIDATION": "false", "LLM_VALIDATION_ROLLOUT_PERCENTAGE": "0.5",
+    })
+    assert configs["soft_q_bandit"].enabled and configs["soft_q_bandit"].rollout == 1.0
+    pipeline = configs["new_pipeline"]
+    assert pipeline.enabled and pipeline.rollout == 0.1 and pipeline.user_ids == {"user-id-1", "user-id-2"}
+    assert pipeline.source == "environment" and configs["mcp_tools"].source == "default"
+    assert configs["debate_mode"].enabled and configs["debate_mode"].rollout == 0.25  # a share alone enables
+    assert not configs["llm_validation"].enabled  # an explicit false wins over a share
+
+
+@pytest.mark.parametrize("value", ["10", "-0.1", "ten", "1.5"])
+def test_invalid_rollout_values_are_refused(value: str) -> None:
+    with pytest.raises(FlagConfigError, match="NEW_PIPELINE_ROLLOUT_PERCENTAGE"):
+        configs_from_environment({"NEW_PIPELINE_ROLLOUT_PERCENTAGE": value})
+
+
+def test_invalid_rollout_stops_startup_with_a_clear_message(tmp_path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+           "NEW_PIPELINE_ROLLOUT_PERCENTAGE": "10"}
+    done = subprocess.run([sys.executable, "-m", "apps.cli.main", "flags", "list"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "NEW_PIPELINE_ROLLOUT_PERCENTAGE='10'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_allowlist_kill_switch_and_rollout_precedence() -> None:
+    base = FlagConfig("new_pipeline", enabled=True, rollout=0.0, user_ids=frozenset({"vip"}))
+    assert evaluate(base, FlagContext(user_id="vip")).reason == "allowlist"
+    assert not evaluate(base, FlagContext(user_id="someone")).enabled
+    killed = FlagConfig("new_pipeline", enabled=True, rollout=1.0, user_ids=frozenset({"vip"}), kill=True)
+    assert evaluate(killed, FlagContext(user_id="vip")) == evaluate(killed, FlagContext(user_id="x"))
+    assert not evaluate(killed, FlagContext(user_id="vip")).enabled
+    disabled = FlagConfig("new_pipeline", enabled=False, rollout=1.0, user_ids=frozenset({"vip"}))
+    assert evaluate(disabled, FlagContext(user_id="vip")).enabled  # allowlist phase before enabling
+    assert not evaluate(disabled, FlagContext(user_id="x")).enabled
+    half = FlagConfig("new_pipeline", enabled=True, rollout=0.5)
+    assert not evaluate(half, FlagContext()).enabled  # nothing to be sticky on
+
+
+def test_rollout_is_sticky_accurate_and_only_grows() -> None:
+    users = [FlagContext(user_id=f"u{i}") for i in range(20_000)]
+    on = {}
+    for share in (0.05, 0.1, 0.5):
+        config = FlagConfig("new_pipeline", enabled=True, rollout=share)
+        on[share] = {u.user_id for u in users if evaluate(config, u).enabled}
+        assert abs(len(on[share]) / len(users) - share) < 0.01
+    assert on[0.05] <= on[0.1] <= on[0.5]
+    job = FlagConfig("new_pipeline", enabled=True, rollout=0.5)
+    assert evaluate(job, FlagContext(job_id="j1")).bucket == normalized_value("j1", "new_pipeline")
+
+
+def test_openfeature_provider_exposes_the_same_flags() -> None:
+    class Static(FlagService):
+        def __init__(self) -> None:  # no database: configs from a fixed environment
+            self._state = type("S", (), {"configs": configs_from_environment(
+                {"USE_NEW_PIPELINE": "true", "NEW_PIPELINE_USER_IDS": "vip", "NEW_PIPELINE_ROLLOUT_PERCENTAGE": "0"})})()
+
+    openfeature_api.set_provider(DtRagProvider(Static()))
+    client = openfeature_api.get_client()
+    assert client.get_boolean_value("new_pipeline", False, EvaluationContext("vip")) is True
+    details = client.get_boolean_details("new_pipeline", True, EvaluationContext("other"))
+    assert details.value is False and details.reason == "SPLIT"
+    assert client.get_boolean_details("no_such_flag", True).error_code == "FLAG_NOT_FOUND"
+    assert client.get_string_value("new_pipeline", "x") == "x"
+
+
+# --- overrides, audit, propagation -----------------------------------------------------------------------
+
+async def test_overrides_are_audited_and_reach_another_instance(database_url: str) -> None:
+    engines = [create_engine(load_settings(database_url=database_url)) for _ in range(2)]
+    writer, reader = (FlagService(e, refresh_s=0.2, environ={"NEW_PIPELINE_ROLLOUT_PERCENTAGE": "0.1"})
+                      for e in engines)
+    await reader.refresh(force=True)
+    assert reader.config("new_pipeline").rollout == 0.1
+    await writer.set("new_pipeline", actor="alice", reason="ramp", rollout=0.5)
+    await writer.set("new_pipeline", actor="bob", reason="vip", user_ids=["vip"])
+    reader.start()
+    deadline = time.monotonic() + 2
+    while reader.config("new_pipeline").rollout != 0.5 or not reader.config("new_pipeline").user_ids:
+        assert time.monotonic() < deadline, "override did not propagate within 2 s"
+        await asyncio.sleep(0.05)
+    config = reader.config("new_pipeline")
+    assert config.source == "override" and config.user_ids == {"vip"} and config.updated_by == "bob"
+    history = await reader.history("new_pipeline")
+    assert [h["actor"] for h in history] == ["bob", "alice"]
+    assert history[1]["old"]["rollout_percentage"] == 0.1 and history[1]["new"]["rollout_percentage"] == 0.5
+    assert history[0]["reason"] == "vip"
+    with pytest.raises(FlagConfigError):
+        await writer.set("new_pipeline", actor="x", reason="bad", rollout=5)
+    with pytest.raises(FlagConfigError):
+        await writer.set("new_pipeline", actor="x", reason="  ", rollout=0.2)
+    await writer.clear("new_pipeline", actor="carol", reason="back to env")
+    await reader.refresh(force=True)
+    assert reader.config("new_pipeline").source == "environment"
+    await reader.stop()
+    for e in engines:
+        await e.dispose()
+
+
+@pytest.fixture
+async def api(settings):
+    async with api_client(settings) as client:
+        yield client
+
+
+async def test_flag_endpoints(api: Api) -> None:
+    listing = (await api.client.get("/feature-flags")).json()
+    assert set(listing["flags"]) >= {"soft_q_bandit", "new_pipeline"} and not listing["flags"]["new_pipeline"]["enabled"]
+    put = await api.client.put("/api/v1/admin/feature-flags/new_pipeline", headers=api.headers(),
+                               json={"rollout_percentage": 0.1, "user_ids": ["user-id-1"], "reason": "canary"})
+    assert put.status_code == 200 and put.json()["enabled"] and put.json()["rollout_percentage"] == 0.1
+    check = (await api.client.get("/feature-flags/check", params={"user_id": "user-id-1", "job_id": "j"})).json()
+    assert check["pipeline_variant"] == "new" and check["flags"]["new_pipeline"] and check["reasons"]["new_pipeline"] == "allowlist"
+    outside = (await api.client.get("/feature-flags/check", params={"user_id": "user-2"})).json()  # bucket 7029
+    assert outside["pipeline_variant"] == "legacy" and outside["bucket"] == 7029
+    response = await api.client.post("/api/v1/search", headers={**api.headers("read"), "X-User-Id": "user-id-1"},
+                                     json={"q": "anything"})
+    assert response.headers["X-Pipeline-Variant"] == "new"
+    for bad, status in (({"rollout_percentage": 10, "reason": "x"}, 422), ({"reason": "x"}, 422),
+                        ({"enabled": True}, 422)):
+        r = await api.client.put("/api/v1/admin/feature-flags/new_pipeline", headers=api.headers(), json=bad)
+        assert r.status_code == status, r.text
+    assert (await api.client.put("/api/v1/admin/feature-flags/nope", headers=api.headers(),
+                                 json={"enabled": True, "reason": "x"})).status_code == 404
+    assert (await api.client.put("/api/v1/admin/feature-flags/new_pipeline", headers=api.headers("write"),
+                                 json={"enabled": True, "reason": "x"})).status_code == 403
+    assert (await api.client.post("/feature-flags/reload")).status_code == 401
+    assert (await api.client.post("/feature-flags/reload", headers=api.headers())).json()["reloaded"] is True
+    assert (await api.client.get("/feature-flags/check")).status_code == 422
+    history = (await api.client.get("/api/v1/admin/feature-flags/new_pipeline/history", headers=api.headers())).json()
+    assert history[0]["flag"] == "*" and history[1]["reason"] == "canary"  # the reload, then the change
+
+
+async def test_metrics_views_and_debug(api: Api) -> None:
+    await api.client.post("/api/v1/search", headers=api.headers("read"), json={"q": "machine learning"})
+    text = (await api.client.get("/metrics")).text
+    for name in ("dtrag_requests_total", "dtrag_request_duration_seconds_bucket", "replay_buffer_size",
+                 "q_table_states", "batch_learning_success_total", "canary_state", "feature_flag_evaluations_total"):
+        assert name in text, name
+    assert 'variant="legacy"' in text
+    view = (await api.client.get("/metrics", params={"minutes": 60})).json()
+    assert view["requests_by_pipeline_type"]["legacy"] >= 1 and "p95" in view["latency_ms_by_variant"]["legacy"]
+    assert (await api.client.get("/metrics", headers={"Accept": "application/json"})).json()["window_minutes"] == 60
+    health = (await api.client.get("/metrics/health")).json()
+    assert health["status"] in ("healthy", "warning", "critical") and health["checks"]["error_rate"]["value"] == 0
+    cost = (await api.client.get("/metrics/llm-cost", params={"minutes": 1440})).json()
+    assert cost["total_cost_usd"] == 0 and cost["window_minutes"] == 1440
+    debug = (await api.client.get("/debug")).json()
+    assert debug["settings"]["secret_key"] == "***" and debug["providers"]["extractive"] == "available"
+
+
+async def test_debug_is_hidden_and_faults_refused_in_production(settings) -> None:
+    from apps.core.config import SettingsError
+
+    with pytest.raises(SettingsError, match="FAULT_ERROR_RATE"):
+        load_settings(environment="production", secret_key="a-real-production-secret", fault_error_rate=0.1)
+    prod = settings.model_validate({**settings.model_dump(), "environment": "production",
+                                    "secret_key": "a-real-production-secret"})
+    async with api_client(prod) as api:
+        assert (await api.client.get("/debug")).status_code == 404
+
+
+# --- canary ---------------------------------------------------------------------------------------------
+
+def test_judge_verdicts() -> None:
+    s = load_settings()
+
+    def window(n: int, errors: int = 0, p95: float = 50.0, quality: float | None = None) -> dict:
+        return {"requests": n, "errors": errors, "error_rate": errors / n if n else 0.0,
+                "latency_ms": {"p50": p95 / 2, "p95": p95, "p99": p95}, "quality": quality,
+                "quality_samples": n if quality is not None else 0}
+
+    assert judge(window(5), window(100), s).verdict == "hold"
+    assert judge(None, window(100), s).verdict == "hold"
+    assert judge(window(200), window(200), s).verdict == "pass"
+    assert judge(window(1000, errors=7), window(1000), s).verdict == "fail"  # 0.7 % > 0.5 % SLA
+    assert judge(window(100, errors=5), window(100), s).verdict == "breach"  # 5 % > 2 × SLA
+    assert judge(window(100, p95=150), window(100), s).verdict == "fail"
+    assert judge(window(100, p95=250), window(100), s).verdict == "breach"
+    assert judge(window(100, quality=0.55), window(100, quality=0.7), s).verdict == "fail"
+    assert judge(window(100, quality=0.4), window(100, quality=0.7), s).verdict == "breach"
+
+
+async def test_canary_rolls_back_on_real_traffic_once_with_a_single_leader(settings) -> None:
+    settings = settings.model_validate({**settings.model_dump(), "fault_error_rate": 0.2, "canary_window_s": 60})
+    async with api_client(settings) as api:
+        put = await api.client.put("/api/v1/admin/feature-flags/new_pipeline", headers=api.headers(),
+                                   json={"rollout_percentage": 0.5, "reason": "canary start"})
+        assert put.status_code == 200
+        runtime = api.services.runtime
+        other_worker = CanaryController(runtime.engine, runtime.flags, RequestLog(runtime.engine), settings)
+        leader = api.services.canary
+        # Too little traffic: hold, never pass or fail.
+        for i in range(3):
+            await api.client.post("/api/v1/search", headers={**api.headers("read"), "X-User-Id": f"user-{i}"},
+                                  json={"q": "machine learning"})
+        outcomes = [await leader.tick(), await other_worker.tick()]
+        acted = [o for o in outcomes if o is not None]
+        assert len(acted) == 1 and acted[0]["verdict"] == "hold"  # one controller acts, the other stands by
+        statuses = {"new": 0, "legacy": 0}
+        for i in range(120):
+            r = await api.client.post("/api/v1/search", headers={**api.headers("read"), "X-User-Id": f"user-{i}"},
+                                      json={"q": "machine learning"})
+            statuses[r.headers["X-Pipeline-Variant"]] += 1
+            assert r.status_code in (200, 500)
+            if r.status_code == 500:
+                assert r.headers["X-Pipeline-Variant"] == "new"  # faults hit the canary only
+        assert statuses["new"] > 20 and statuses["legacy"] > 20
+        leading = leader if outcomes[0] is not None else other_worker
+        result = await leading.tick()
+        assert result["verdict"] == "breach" and result["action"] == "rolled_back"
+        assert runtime.flags.config("new_pipeline").rollout == 0.0
+        history = await runtime.flags.history("new_pipeline")
+        assert history[0]["actor"] == "canary-controller" and "error rate" in history[0]["reason"]
+        # Idempotent: the flag is no longer in rollout, so nothing more happens.
+        assert await leading.tick() is None
+        assert len([h for h in await runtime.flags.history("new_pipeline") if h["actor"] == "canary-controller"]) == 1
+        status = (await api.client.get("/feature-flags")).json()["canary"]
+        assert status["last_evaluation"]["action"] == "rolled_back" and not status["active"]
+        detailed = (await api.client.get("/health", params={"detailed": "true"})).json()
+        assert detailed["canary"]["last_evaluation"]["verdict"] == "breach"
+        await other_worker.stop()
+
+
+def test_reload_reaches_every_worker_of_a_real_server(tmp_path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'workers.db'}"
+    with running_server(url, tmp_path, workers=2) as (base, env):
+        from tests.support.server import run_cli
+
+        key = run_cli(["keys", "create", "--scope", "admin", "--json"], env)
+        import json as _json
+
+        headers = {"X-API-Key": _json.loads(key.stdout)["api_key"]}
+        r = httpx.put(f"{base}/api/v1/admin/feature-flags/soft_q_bandit", headers=headers,
+                      json={"enabled": True, "reason": "propagation test"})
+        assert r.status_code == 200
+        changed = time.monotonic()
+        seen_workers: set[str] = set()
+        while len(seen_workers) < 2:
+            body = httpx.get(f"{base}/feature-flags").json()
+            assert time.monotonic() - changed < 10, "did not reach both workers"
+            if body["flags"]["soft_q_bandit"]["enabled"]:
+                seen_workers.add(body["served_by"])
+            else:
+                assert time.monotonic() - changed < 2.5, "a worker still had the old value after 2 s"
+        for _ in range(20):
+            httpx.get(f"{base}/metrics/health")
+        # Counters from both workers add up whichever worker answers the scrape.
+        for _ in range(4):
+            line = next(x for x in httpx.get(f"{base}/metrics").text.splitlines()
+                        if x.startswith("dtrag_requests_total") and 'endpoint="/metrics/health"' in x)
+            assert float(line.rsplit(" ", 1)[1]) == 20.0, line
