@@ -198,3 +198,13 @@ async def test_answer_bad_input(settings, body, fragment) -> None:
         r = await api.client.post("/answer", headers=api.headers("read"), json=body)
         assert r.status_code == 422 and fragment in r.json()["detail"], r.text
         assert (await api.client.post("/answer", json={"q": "x"})).status_code == 401
+
+
+async def test_debug_pipeline_logs_every_step(loaded, caplog) -> None:
+    caplog.set_level("INFO", logger="apps.orchestration.src.langgraph_pipeline")
+    await pipeline(loaded, debug_pipeline=True).execute(AnswerRequest("What causes bone loss?"))
+    steps = [r.node for r in caplog.records if r.getMessage() == "pipeline step"]
+    assert steps[:3] == ["intent", "retrieve", "compose"] and "validate" in steps
+    caplog.clear()
+    await pipeline(loaded).execute(AnswerRequest("What causes bone loss?"))
+    assert not [r for r in caplog.records if r.getMessage() == "pipeline step"]

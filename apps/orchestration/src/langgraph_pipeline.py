@@ -140,6 +140,11 @@ class AnswerPipeline:
                     update.update(await fallback({**state, **update}))
             elapsed = time.perf_counter() - start
             metrics.PIPELINE_STEP.labels(step=name).observe(elapsed)
+            if self.settings.debug_pipeline:
+                log.info("pipeline step", extra={"node": name, "ms": round(elapsed * 1000, 2),
+                                                 "request_id": state["request"].request_id,
+                                                 "wrote": sorted(update), "strategy": update.get("strategy"),
+                                                 "evidence": len(update.get("evidence", []))})
             timings = dict(state.get("timings_ms", {}))
             timings[name] = round(elapsed * 1000, 2)
             update["timings_ms"] = timings

@@ -58,6 +58,17 @@ class Snapshot:
     stats: dict[str, dict[str, pol.ArmStats]] = field(default_factory=dict)
     version: int = 0
     loaded_at: float = -1e18
+    priors: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Each arm's mean Q over all states, weighted by evidence: the arm's estimate in a new state.
+        sums: dict[str, list[float]] = {}
+        for arms in self.stats.values():
+            for arm, s in arms.items():
+                acc = sums.setdefault(arm, [0.0, 0.0])
+                acc[0] += s.q * s.m
+                acc[1] += s.m
+        self.priors = {arm: total / m for arm, (total, m) in sums.items() if m > 0}
 
 
 class SoftQLearning(EngineHolder):
@@ -140,19 +151,27 @@ class SoftQLearning(EngineHolder):
         seen = self._current().stats.get(state, {})
         return [seen.get(arm) for arm in self.arms]
 
-    def _priors(self) -> dict[str, float]:
-        """Each arm's visit-weighted mean Q over all states: the starting estimate in a new state."""
-        sums: dict[str, list[float]] = {}
-        for arms in self._current().stats.values():
-            for arm, s in arms.items():
-                acc = sums.setdefault(arm, [0.0, 0.0])
-                acc[0] += s.q * s.n
-                acc[1] += s.n
-        return {arm: total / n for arm, (total, n) in sums.items() if n > 0}
+    def _pooled(self, state: str) -> list[pol.ArmStats | None]:
+        """Per-state estimates shrunk toward the arm's prior by PRIOR_WEIGHT pseudo-experiences.
+
+        A state sees an arm only a few times at first; a few unlucky rewards would otherwise sink the
+        arm there, the Boltzmann policy would stop trying it, and the estimate would never recover.
+        """
+        priors = self._current().priors
+        pooled: list[pol.ArmStats | None] = []
+        for arm, s in zip(self.arms, self.stats(state)):
+            prior = priors.get(arm)
+            if s is None or prior is None:
+                pooled.append(s if s is not None else None)
+                continue
+            w = s.m / (s.m + pol.PRIOR_WEIGHT)
+            pooled.append(pol.ArmStats(w * s.q + (1 - w) * prior, s.q2, s.n, s.m))
+        return pooled
 
     def get_q_values(self, state: str) -> list[float]:
-        priors = self._priors()
-        return [s.q if s is not None else priors.get(arm, 0.0) for arm, s in zip(self.arms, self.stats(state))]
+        """Q-values used for choosing: pooled estimates, the arm's prior where it has none (0.0 before any)."""
+        priors = self._current().priors
+        return [s.q if s is not None else priors.get(arm, 0.0) for arm, s in zip(self.arms, self._pooled(state))]
 
     def visits(self, state: str) -> int:
         return sum(s.n for s in self.stats(state) if s is not None)
@@ -174,7 +193,7 @@ class SoftQLearning(EngineHolder):
 
     def greedy(self, state: str) -> str:
         baseline = self.arms.index(self.baseline) if self.baseline else None
-        return self.arms[pol.conservative_greedy(self.stats(state), baseline, self.safety_z)]
+        return self.arms[pol.conservative_greedy(self._pooled(state), baseline, self.safety_z)]
 
     # --- learning ---------------------------------------------------------------------------------
 
