@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import threading
 import subprocess
 import sys
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -23,7 +26,7 @@ from apps.rollout.canary import CanaryController, judge
 from apps.rollout.flags import FlagConfig, FlagContext, FlagService, configs_from_environment, evaluate
 from apps.rollout.openfeature_provider import DtRagProvider
 from tests.support.api import Api, api_client
-from tests.support.server import running_server
+from tests.support.server import run_cli, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,8 +231,24 @@ def test_judge_verdicts() -> None:
     assert judge(window(100, quality=0.4), window(100, quality=0.7), s).verdict == "breach"
 
 
+class _Webhook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Webhook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 async def test_canary_rolls_back_on_real_traffic_once_with_a_single_leader(settings) -> None:
-    settings = settings.model_validate({**settings.model_dump(), "fault_error_rate": 0.2, "canary_window_s": 60})
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    settings = settings.model_validate({**settings.model_dump(), "fault_error_rate": 0.2, "canary_window_s": 60,
+                                        "canary_webhook_url": f"http://127.0.0.1:{hook.server_port}/hook"})
     async with api_client(settings) as api:
         put = await api.client.put("/api/v1/admin/feature-flags/new_pipeline", headers=api.headers(),
                                    json={"rollout_percentage": 0.5, "reason": "canary start"})
@@ -266,18 +285,35 @@ async def test_canary_rolls_back_on_real_traffic_once_with_a_single_leader(setti
         assert status["last_evaluation"]["action"] == "rolled_back" and not status["active"]
         detailed = (await api.client.get("/health", params={"detailed": "true"})).json()
         assert detailed["canary"]["last_evaluation"]["verdict"] == "breach"
+        assert _Webhook.received[-1]["event"] == "canary_rollback" and _Webhook.received[-1]["flag"] == "new_pipeline"
         await other_worker.stop()
+    hook.shutdown()
+
+
+async def test_canary_promotes_in_stages_when_healthy(settings) -> None:
+    settings = settings.model_validate({**settings.model_dump(), "canary_promotion_steps": "0.5,1.0",
+                                        "canary_promotion_intervals": 2, "canary_window_s": 60})
+    async with api_client(settings) as api:
+        await api.client.put("/api/v1/admin/feature-flags/new_pipeline", headers=api.headers(),
+                             json={"rollout_percentage": 0.2, "reason": "start"})
+        for i in range(80):
+            r = await api.client.post("/api/v1/search", headers={**api.headers("read"), "X-User-Id": f"u{i}"},
+                                      json={"q": "anything"})
+            assert r.status_code == 200
+        canary = api.services.canary
+        first, second = await canary.tick(), await canary.tick()
+        assert first["verdict"] == "pass" and first["action"] == "none"
+        assert second["action"] == "promoted_to_0.5"
+        assert api.services.runtime.flags.config("new_pipeline").rollout == 0.5
+        history = await api.services.runtime.flags.history("new_pipeline")
+        assert history[0]["actor"] == "canary-controller" and "staged promotion" in history[0]["reason"]
 
 
 def test_reload_reaches_every_worker_of_a_real_server(tmp_path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'workers.db'}"
     with running_server(url, tmp_path, workers=2) as (base, env):
-        from tests.support.server import run_cli
-
         key = run_cli(["keys", "create", "--scope", "admin", "--json"], env)
-        import json as _json
-
-        headers = {"X-API-Key": _json.loads(key.stdout)["api_key"]}
+        headers = {"X-API-Key": json.loads(key.stdout)["api_key"]}
         r = httpx.put(f"{base}/api/v1/admin/feature-flags/soft_q_bandit", headers=headers,
                       json={"enabled": True, "reason": "propagation test"})
         assert r.status_code == 200
@@ -297,3 +333,22 @@ def test_reload_reaches_every_worker_of_a_real_server(tmp_path) -> None:
             line = next(x for x in httpx.get(f"{base}/metrics").text.splitlines()
                         if x.startswith("dtrag_requests_total") and 'endpoint="/metrics/health"' in x)
             assert float(line.rsplit(" ", 1)[1]) == 20.0, line
+
+
+def test_flags_cli(tmp_path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+    assert run_cli(["db", "upgrade"], env).returncode == 0
+    done = run_cli(["flags", "set", "new_pipeline", "--rollout", "0.1", "--users", "user-id-1", "--reason",
+                    "canary 10 %"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rollout_percentage"] == 0.1 and json.loads(done.stdout)["enabled"]
+    check = json.loads(run_cli(["flags", "check", "--user-id", "user-id-1"], env).stdout)
+    assert check["pipeline_variant"] == "new" and check["flags"]["new_pipeline"]
+    assert json.loads(run_cli(["flags", "check", "--user-id", "user-2"], env).stdout)["bucket"] == 7029
+    listed = {r["name"]: r for r in json.loads(run_cli(["flags", "list", "--json"], env).stdout)}
+    assert listed["new_pipeline"]["source"] == "override" and listed["new_pipeline"]["allowlist"] == 1
+    history = json.loads(run_cli(["flags", "history", "new_pipeline"], env).stdout)
+    assert history[0]["reason"] == "canary 10 %" and history[0]["actor"].startswith("cli:")
+    refused = run_cli(["flags", "set", "new_pipeline", "--rollout", "10", "--reason", "oops"], env)
+    assert refused.returncode == 1 and "fraction between 0 and 1" in refused.stderr
+    assert run_cli(["flags", "set", "nope", "--on", "--reason", "x"], env).returncode == 2
