@@ -269,8 +269,9 @@ async def test_health_when_database_is_unreachable(tmp_path) -> None:
     from apps.core.config import load_settings
 
     settings = load_settings(database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none")
-    from apps.api.main import create_app
     import httpx
+
+    from apps.api.main import create_app
 
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -94,8 +94,8 @@ def test_conservative_greedy_leaves_the_baseline_only_when_clearly_ahead() -> No
 # --- shared, persistent learning state --------------------------------------------------------------
 
 async def test_q_values_persist_across_restarts_and_unknown_arms_are_ignored(database_url: str) -> None:
-    from apps.core.db import create_engine
     from apps.core.config import load_settings
+    from apps.core.db import create_engine
 
     engine = create_engine(load_settings(database_url=database_url))
     learner = SoftQLearning(alpha=0.1, arms=ARMS, engine=engine)

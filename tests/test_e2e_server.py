@@ -11,6 +11,7 @@ import pytest
 from tests.support.server import run_cli as run
 from tests.support.server import running_server
 
+
 @pytest.fixture
 def server(database_url: str, tmp_path):
     with running_server(database_url, tmp_path) as running:

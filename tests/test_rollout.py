@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 import subprocess
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -234,7 +234,7 @@ def test_judge_verdicts() -> None:
 class _Webhook(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Webhook.received.append(json.loads(body))
         self.send_response(204)

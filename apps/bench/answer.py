@@ -11,8 +11,8 @@ from apps.bench.metrics import percentile
 from apps.bench.retrieval import ingest_dataset
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
-from apps.orchestration.src.pipelines import Pipelines
 from apps.orchestration.src.langgraph_pipeline import AnswerRequest
+from apps.orchestration.src.pipelines import Pipelines
 from apps.runtime import build_runtime
 
 

@@ -191,6 +191,8 @@ async def bench_bandit(dataset_path: str | Path, base: Settings, *, database_url
         estimate = ope.evaluate(logged, ope.greedy_policy(learner.greedy, arms),
                                 model=lambda s, a: learner.get_q_values(s)[arms.index(a)], seed=seed)
         estimate["measured_test_reward"] = _mean(learned.pop("per_query_reward"))
+        # The log comes from the training queries: the like-for-like check runs the policy on them.
+        estimate["measured_train_reward"] = _mean((await _learned(runtime, train))["per_query_reward"])
         best = max(fixed, key=lambda a: fixed[a]["ndcg@10"])
         default = settings.default_strategy
         return {

@@ -9,14 +9,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from apps.core.config import get_settings
 from apps.cli.common import console, err, run
+from apps.core.config import get_settings
 from apps.core.flags import FLAGS
 
 flags_app = typer.Typer(help="Feature flags: state, per-user checks, audited overrides.", no_args_is_help=True)
 
 
-def _run(work):  # noqa: ANN001, ANN202 - an async function of the flag service
+def _run(work):
     from apps.core.db import create_engine
     from apps.rollout.flags import FlagService
 

@@ -23,7 +23,7 @@ bandit_app = typer.Typer(help="Run learning and off-policy evaluation.", no_args
 
 
 
-def _run(work):  # noqa: ANN001, ANN202 - an async function of the runtime
+def _run(work):
     from apps.runtime import build_runtime
 
     async def main() -> Any:
@@ -239,7 +239,8 @@ def _print_bench(r: dict[str, Any]) -> None:
     console.print(f"OPE of the greedy policy from {o['n']} logged decisions (ESS {o['ess']}): "
                   + ", ".join(f"{k.upper()} {o[k]['value']:.4f} [{o[k]['ci95'][0]:.4f}, {o[k]['ci95'][1]:.4f}]"
                               for k in ("ips", "snips", "dr"))
-                  + f"; measured on test: {o['measured_test_reward']:.4f}")
+                  + f"; measured on the logged (train) queries: {o['measured_train_reward']:.4f}, "
+                    f"on test: {o['measured_test_reward']:.4f}")
     q = r["q_table"]
     console.print(f"Q-table: {q['states']} states; policy overhead p50/p95 {r['policy_overhead']['p50_ms']}/"
                   f"{r['policy_overhead']['p95_ms']} ms; full replay buffer {r['replay_buffer_full']['entries']} "

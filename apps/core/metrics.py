@@ -42,7 +42,7 @@ def render(db_gauges: dict[str, tuple[str, list[tuple[dict[str, str], float]]]])
     extra = CollectorRegistry()
 
     class _Database:
-        def collect(self):  # noqa: ANN202 - prometheus_client's collector protocol
+        def collect(self):
             for name, (help_text, samples) in db_gauges.items():
                 labels = sorted(samples[0][0]) if samples else []
                 family = GaugeMetricFamily(name, help_text, labels=labels)

@@ -15,8 +15,8 @@ from sqlalchemy import bindparam, text
 
 from apps.core.config import Settings
 from apps.search.embeddings.base import EmbeddingProvider
-from apps.search.strategies import BM25, DENSE, Strategy, build_strategies
 from apps.search.stores.base import Store
+from apps.search.strategies import BM25, DENSE, Strategy, build_strategies
 from apps.search.text.analyzer import Analyzer
 from apps.search.types import Hit, LegHit, SearchFilters, SearchResult
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from apps.core.config import Settings
 from apps.llm.factory import build_provider
-from apps.orchestration.src.langgraph_pipeline import AnswerPipeline
 from apps.orchestration.src.bandit.service import StrategyBandit
+from apps.orchestration.src.langgraph_pipeline import AnswerPipeline
 from apps.search.text.analyzer import get_analyzer
 
 

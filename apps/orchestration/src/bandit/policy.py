@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-
 # A few equal rewards say little about the spread: the sample variance is shrunk toward a prior
 # (std 0.3, about what nDCG@10 varies per query) worth PRIOR_WEIGHT observations.
 PRIOR_VARIANCE = 0.09
