@@ -89,6 +89,8 @@ def test_conservative_greedy_leaves_the_baseline_only_when_clearly_ahead() -> No
     assert pol.conservative_greedy([clear, base], baseline=1, z=1.0) == 0
     assert pol.conservative_greedy([noisy, base], baseline=1, z=0.0) == 0  # z=0: plain argmax
     assert pol.conservative_greedy([None, None], baseline=1, z=1.0) == 1
+    assert pol.conservative_greedy([clear, None], baseline=1, z=1.0) == 1  # default untried in this state
+    assert pol.conservative_greedy([noisy, clear], baseline=None, z=1.0) == 1  # no default: plain argmax
 
 
 # --- shared, persistent learning state --------------------------------------------------------------

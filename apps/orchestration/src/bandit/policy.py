@@ -77,7 +77,7 @@ def conservative_greedy(stats: Sequence[ArmStats | None], baseline: int | None, 
     if baseline is None or best == baseline:
         return best
     base = stats[baseline]
-    if base is None or base.n == 0:
-        return best
+    if base is None or base.m == 0:
+        return baseline  # the default was never tried here: nothing shows anything beats it
     margin = z * math.sqrt(best_stats.standard_error**2 + base.standard_error**2)
     return best if best_stats.q - base.q > margin else baseline

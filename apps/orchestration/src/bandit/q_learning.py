@@ -165,7 +165,9 @@ class SoftQLearning(EngineHolder):
                 pooled.append(s if s is not None else None)
                 continue
             w = s.m / (s.m + pol.PRIOR_WEIGHT)
-            pooled.append(pol.ArmStats(w * s.q + (1 - w) * prior, s.q2, s.n, s.m))
+            q = w * s.q + (1 - w) * prior
+            # Move the second moment with the mean so the spread (and standard error) stays the state's own.
+            pooled.append(pol.ArmStats(q, s.q2 - s.q * s.q + q * q, s.n, s.m))
         return pooled
 
     def get_q_values(self, state: str) -> list[float]:
