@@ -294,6 +294,14 @@ async def test_implicit_reward_after_the_window_and_replay_off_stores_nothing(ap
     late = await api.client.post("/api/v1/feedback", headers=api.headers("read"),
                                  json={"request_id": "implicit", "rating": 1})
     assert late.json()["accepted"] is False
+    # BANDIT_IMPLICIT_REWARD=none: a decision without feedback never becomes a reward.
+    runtime.bandit.settings = runtime.bandit.settings.model_validate(
+        {**runtime.bandit.settings.model_dump(), "bandit_implicit_reward": "none"})
+    await api.client.post("/api/v1/search/", headers={**api.headers("read"), "X-Request-ID": "silent"},
+                          json={"q": "vitamin D sunlight"})
+    await runtime.bandit.decisions.flush()
+    assert await runtime.bandit.settle() == 0
+    assert (await runtime.bandit.decisions.get("silent")).implicit_reward is None
 
 
 async def test_answers_use_the_bandit_and_report_groundedness_as_reward(api: Api) -> None:

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     bandit_safety_z: float = Field(2.0, ge=0, le=10, description="greedy leaves the default arm only this many SEs ahead")
     bandit_latency_cost: float = Field(0.0, ge=0, le=1, description="reward lost per millisecond of latency")
     bandit_reward_window_s: float = Field(300.0, ge=0, description="explicit feedback window before the implicit reward")
+    bandit_implicit_reward: Literal["auto", "none"] = Field(
+        "auto", description="auto: answer groundedness / search term coverage when no feedback comes; none: learn only from feedback")
     bandit_policy_refresh_s: float = Field(1.0, ge=0, le=60)
     replay_max_size: int = Field(10_000, ge=1, le=10_000_000)
     replay_batch_size: int = Field(32, ge=1, le=10_000)

@@ -107,7 +107,9 @@ class StrategyBandit:
         """Log a served decision; `quality` (e.g. answer groundedness) replaces the implicit base reward."""
         if decision is None:
             return
-        if quality is not None:
+        if self.settings.bandit_implicit_reward == "none":
+            decision.implicit_reward = None  # never settled: only explicit feedback teaches
+        elif quality is not None:
             decision.implicit_reward = self.reward(quality, decision.latency_ms)
         self.decisions.record(decision)
 
