@@ -199,6 +199,14 @@ async def test_metrics_views_and_debug(api: Api) -> None:
     assert debug["settings"]["secret_key"] == "***" and debug["providers"]["extractive"] == "available"
 
 
+async def test_metrics_can_require_a_key(settings) -> None:
+    locked = settings.model_validate({**settings.model_dump(), "metrics_require_key": True})
+    async with api_client(locked) as api:
+        assert (await api.client.get("/metrics")).status_code == 401
+        assert (await api.client.get("/metrics/health")).status_code == 401
+        assert (await api.client.get("/metrics", headers=api.headers("read"))).status_code == 200
+
+
 async def test_debug_is_hidden_and_faults_refused_in_production(settings) -> None:
     from apps.core.config import SettingsError
 
