@@ -1,7 +1,8 @@
 """Fault injection into the canary variant, so the canary loop can be exercised for real.
 
 Settings FAULT_ERROR_RATE (a fraction of requests answered 500) and FAULT_LATENCY_MS (added delay)
-apply to requests of FAULT_VARIANT (default "new") on API routes; settings refuse them in production.
+apply to requests of FAULT_VARIANT (default "new") on the routes canary analysis watches (search and
+answer); settings refuse them in production.
 Which requests fail is a stable function of the request id.
 """
 
@@ -14,12 +15,10 @@ from fastapi.responses import JSONResponse
 from apps.api import problems
 from apps.core.config import Settings
 from apps.core.hashing import unit_draw
-
-_EXEMPT = ("/health", "/metrics", "/feature-flags", "/debug", "/docs", "/api/v1/openapi.json")
-
+from apps.rollout.canary import ANALYSED_ROUTES
 
 async def apply(settings: Settings, variant: str, request_id: str, endpoint: str) -> JSONResponse | None:
-    if variant != settings.fault_variant or endpoint.startswith(_EXEMPT) or endpoint == "unmatched":
+    if variant != settings.fault_variant or not endpoint.startswith(ANALYSED_ROUTES):
         return None
     if settings.fault_latency_ms:
         await asyncio.sleep(settings.fault_latency_ms / 1000)

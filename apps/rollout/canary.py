@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 LEASE = "canary-controller"
 CANARY, BASELINE = "new", "legacy"
 ACTOR = "canary-controller"
-_ANALYSED = ("/api/v1/search", "/api/v1/answer", "/answer")
+ANALYSED_ROUTES = ("/api/v1/search", "/api/v1/answer", "/answer")
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class CanaryController:
         if not self._active():
             return None
         # Only the routes the new pipeline changes; health checks and scrapes would dilute the canary.
-        windows = await self._log.by_variant(self._settings.canary_window_s / 60, endpoints=_ANALYSED)
+        windows = await self._log.by_variant(self._settings.canary_window_s / 60, endpoints=ANALYSED_ROUTES)
         verdict = judge(windows.get(CANARY), windows.get(BASELINE), self._settings)
         previous = await self.last()
         failures = previous["consecutive_failures"] if previous else 0

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -312,8 +312,3 @@ class _Row:
     updated_by: str
     updated_at: datetime
 
-
-def describe(config: FlagConfig) -> dict[str, Any]:
-    data = asdict(config)
-    data["user_ids"] = sorted(config.user_ids)
-    return data
