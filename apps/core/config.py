@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     bandit_policy_refresh_s: float = Field(1.0, ge=0, le=60)
     replay_max_size: int = Field(10_000, ge=1, le=10_000_000)
     replay_batch_size: int = Field(32, ge=1, le=10_000)
-    replay_learn_every: int = Field(32, ge=1, le=1_000_000)
+    replay_learn_every: int = Field(8, ge=1, le=1_000_000, description="a batch per this many new experiences")
 
     # Rollout (see apps/rollout)
     flag_refresh_s: float = Field(1.0, gt=0, le=60, description="how often workers look for flag changes")
