@@ -17,6 +17,7 @@ from apps.core.config import Settings
 from apps.core.hashing import unit_draw
 from apps.rollout.canary import ANALYSED_ROUTES
 
+
 async def apply(settings: Settings, variant: str, request_id: str, endpoint: str) -> JSONResponse | None:
     if variant != settings.fault_variant or not endpoint.startswith(ANALYSED_ROUTES):
         return None

@@ -6,7 +6,6 @@ transaction: the hot path never waits on a write, and at most a second of events
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import statistics
 from collections import defaultdict
@@ -17,6 +16,7 @@ from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.core.models import RequestEvent, utcnow
+from apps.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class RequestLog:
         self._engine = engine
         self._buffer: list[dict[str, Any]] = []
         self._retention = retention
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic("request-log-flush", 1.0, self.flush)
+        self._pruner = Periodic("request-log-prune", 3600.0, self.prune)
 
     def record(self, endpoint: str, method: str, status: int, latency_ms: float, **extra: Any) -> None:
         """`extra`: any of strategy, variant, quality and the llm_* usage columns."""
@@ -71,22 +72,17 @@ class RequestLog:
         except Exception as exc:  # metrics must never take the service down
             log.warning("dropping %d request events: %s", len(rows), type(exc).__name__)
 
-    async def _loop(self) -> None:
-        ticks = 0
-        while True:
-            await asyncio.sleep(1.0)
-            await self.flush()
-            ticks += 1
-            if ticks % 3600 == 0:
-                async with self._engine.begin() as conn:
-                    await conn.execute(delete(RequestEvent).where(RequestEvent.ts < utcnow() - self._retention))
+    async def prune(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(RequestEvent).where(RequestEvent.ts < utcnow() - self._retention))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self._flusher.start()
+        self._pruner.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        self._flusher.stop()
+        self._pruner.stop()
         await self.flush()
 
     async def window(self, minutes: float) -> dict[str, Any]:

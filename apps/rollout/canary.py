@@ -15,7 +15,6 @@ optional webhook. Rolling back an already rolled-back flag changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -30,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from apps.core.config import Settings
 from apps.core.db import write_transaction
 from apps.core.models import CanaryEvaluation, utcnow
+from apps.core.periodic import Periodic
 from apps.core.request_log import RequestLog
 from apps.rollout import leases
 from apps.rollout.flags import FlagService
@@ -92,7 +92,7 @@ class CanaryController:
         self.flag = settings.canary_flag
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._steps = [float(x) for x in settings.canary_promotion_steps.split(",") if x.strip()]
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Periodic("canary-controller", settings.canary_interval_s, self.tick)
 
     def _active(self) -> bool:
         config = self._flags.config(self.flag)
@@ -171,22 +171,12 @@ class CanaryController:
                               reason=f"staged promotion after {self._settings.canary_promotion_intervals} healthy intervals")
         return f"promoted_to_{higher[0]:g}"
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.canary_interval_s)
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("canary evaluation failed")
-
     def start(self) -> None:
-        if self._task is None and self._settings.canary_enabled:
-            self._task = asyncio.create_task(self._loop())
+        if self._settings.canary_enabled:
+            self._ticker.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            self._task = None
+        self._ticker.stop()
         try:
             await leases.release(self._engine, LEASE, self.holder)
         except Exception:  # shutting down: the lease expires anyway

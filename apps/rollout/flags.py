@@ -14,7 +14,6 @@ reload requested anywhere) makes it re-read the environment and the overrides.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from apps.core.db import write_transaction
 from apps.core.flags import FLAG_DEFINITIONS, FLAGS, FlagConfigError, env_flag_config, parse_rollout
 from apps.core.hashing import BUCKETS, normalized_value
 from apps.core.models import FlagAudit, FlagOverride, utcnow
+from apps.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class FlagService:
         self._environ = environ
         self._env_configs = configs_from_environment(self._read_environment())  # raises FlagConfigError
         self._state = _State(configs=dict(self._env_configs))
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Periodic("flag-refresh", refresh_s, self._refresh_quietly)
 
     def _read_environment(self) -> Mapping[str, str]:
         return self._environ if self._environ is not None else environment_with_files()
@@ -208,24 +208,17 @@ class FlagService:
                 configs[row.name] = _apply_override(configs[row.name], row)
         return configs
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_s)
-            try:
-                await self.refresh()
-            except FlagConfigError as exc:  # a bad edit to .env: keep serving the last good flags
-                log.error("flag reload refused: %s", exc)
-            except Exception as exc:
-                log.warning("flag refresh failed: %s", type(exc).__name__)
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except FlagConfigError as exc:  # a bad edit to .env: keep serving the last good flags
+            log.error("flag reload refused: %s", exc)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop())
+        self._refresher.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            self._task = None
+        self._refresher.stop()
 
     # --- writing -----------------------------------------------------------------------------------
 

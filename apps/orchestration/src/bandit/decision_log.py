@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.core.db import write_transaction
 from apps.core.models import BanditDecision, utcnow
+from apps.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class DecisionLog:
         self._engine = engine
         self._interval = flush_interval_s
         self._buffer: list[Decision] = []
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic("decision-log-flush", flush_interval_s, self.flush)
         self._lock = asyncio.Lock()
 
     @property
@@ -75,19 +76,11 @@ class DecisionLog:
                 log.warning("decision log write failed, retrying next flush: %s", type(exc).__name__)
                 self._buffer[:0] = rows[-_MAX_BUFFER:]
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.flush()
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop())
+        self._flusher.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            self._task = None
+        self._flusher.stop()
         await self.flush()
 
     async def get(self, request_id: str, wait: bool = True) -> Any | None:

@@ -18,6 +18,7 @@ from apps.core import metrics
 from apps.core.config import Settings
 from apps.core.db import write_transaction
 from apps.core.models import utcnow
+from apps.core.periodic import Periodic
 from apps.orchestration.src.bandit.decision_log import Decision, DecisionLog
 from apps.orchestration.src.bandit.q_learning import SoftQLearning
 from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
@@ -76,7 +77,8 @@ class StrategyBandit:
         self.decisions = decisions
         self.settings = settings
         self._learning: set[asyncio.Task[Any]] = set()
-        self._settler: asyncio.Task[None] | None = None
+        self._settler = Periodic("bandit-settle", min(60.0, max(1.0, settings.bandit_reward_window_s / 4)),
+                                 self.settle)
 
     # --- serving ----------------------------------------------------------------------------------
 
@@ -188,24 +190,12 @@ class StrategyBandit:
         while self._learning:
             await asyncio.gather(*list(self._learning), return_exceptions=True)
 
-    async def _settle_loop(self) -> None:
-        interval = min(60.0, max(1.0, self.settings.bandit_reward_window_s / 4))
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.settle()
-            except Exception as exc:  # the next round retries; serving never depends on it
-                log.warning("settling implicit rewards failed: %s", type(exc).__name__)
-
     def start(self) -> None:
         """Background work of a serving process: decision-log flushes and implicit-reward settling."""
         self.decisions.start()
-        if self._settler is None:
-            self._settler = asyncio.create_task(self._settle_loop())
+        self._settler.start()
 
     async def close(self) -> None:
-        if self._settler:
-            self._settler.cancel()
-            self._settler = None
+        self._settler.stop()
         await self.drain()
         await self.decisions.stop()
