@@ -353,25 +353,3 @@ asyncio.run(main())
     learned = json.loads(dtrag("bandit", "learn", "--batches", "2"))
     assert learned["applied"] == 2 and learned["policy_version"] == 2
     assert json.loads(dtrag("bandit", "ope", "--json"))["n"] == 0  # nothing logged yet: says so
-
-
-async def test_a_clearly_better_arm_replaces_the_default_corpus_wide(database_url: str) -> None:
-    from apps.core.config import load_settings
-    from apps.core.db import create_engine
-
-    engine = create_engine(load_settings(database_url=database_url))
-    learner = SoftQLearning(arms=("bm25", "hybrid_cc"), baseline="bm25", engine=engine)
-    states = [f"en|medium|other|idf-high|lead-{i}" for i in range(4)]
-    for k, state in enumerate(states):  # hybrid_cc ahead by 0.1 in every state, 60 experiences an arm
-        for j in range(60):
-            noise = 0.05 if (j + k) % 2 else -0.05
-            await learner.update_q_value(state, "bm25", 0.6 + noise)
-            await learner.update_q_value(state, "hybrid_cc", 0.7 + noise)
-    await learner.refresh(force=True)
-    values = learner.corpus_values()
-    assert values[1].q - values[0].q == pytest.approx(0.1, abs=0.01)
-    assert learner.corpus_baseline() == "hybrid_cc" and learner.greedy(states[0]) == "hybrid_cc"
-    timid = SoftQLearning(arms=("bm25", "hybrid_cc"), baseline="bm25", safety_z=10.0, engine=engine)
-    await timid.refresh(force=True)
-    assert timid.corpus_baseline() == "bm25"  # the bar decides
-    await engine.dispose()

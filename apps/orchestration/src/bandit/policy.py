@@ -18,15 +18,12 @@ class ArmStats:
     q2: float  # estimated second moment of the reward
     n: int  # updates applied (replays re-apply experiences)
     m: int  # distinct experiences behind them: what the uncertainty rests on
-    exact: bool = False  # q2 already encodes the wanted variance: no shrinkage toward the prior
 
     @property
     def standard_error(self) -> float:
         if self.m < 1:
             return math.inf
         sample = max(self.q2 - self.q * self.q, 0.0)
-        if self.exact:
-            return math.sqrt(sample / self.m)
         variance = (self.m * sample + PRIOR_WEIGHT * PRIOR_VARIANCE) / (self.m + PRIOR_WEIGHT)
         return math.sqrt(variance / self.m)
 

@@ -193,51 +193,9 @@ class SoftQLearning(EngineHolder):
         probabilities = self.probabilities(state)
         return self.arms[pol.draw(probabilities, unit_draw(request_id, "bandit"))], probabilities
 
-    def corpus_values(self) -> list[pol.ArmStats | None]:
-        """Each arm's value if it were always played, over the states in proportion to their traffic.
-
-        Built from per-state (pooled) estimates, so an arm that was tried mostly on easy queries is
-        not flattered; its standard error combines the per-state ones (a state where the arm was never
-        tried contributes its prior with one observation's uncertainty). None for an arm never tried.
-        """
-        snapshot = self._current()
-        visits = {state: sum(s.m for s in arms.values()) for state, arms in snapshot.stats.items()}
-        total = sum(visits.values())
-        values: list[pol.ArmStats | None] = []
-        for i, arm in enumerate(self.arms):
-            prior = snapshot.priors.get(arm)
-            if not total or prior is None:
-                values.append(None)
-                continue
-            q = var = 0.0
-            m = 0
-            for state, n in visits.items():
-                s = self._pooled(state)[i]
-                w = n / total
-                if s is None or s.m == 0:
-                    q += w * prior
-                    var += w * w * pol.PRIOR_VARIANCE
-                else:
-                    q += w * s.q
-                    var += (w * s.standard_error) ** 2
-                    m += s.m
-            # ArmStats whose standard error is the combined one (with no prior shrinkage left to apply).
-            values.append(pol.ArmStats(q, q * q + var * max(m, 1), max(m, 1), max(m, 1), exact=True))
-        return values
-
-    def corpus_baseline(self) -> str | None:
-        """The default strategy, unless another arm beats it corpus-wide by the evidence bar."""
-        if self.baseline is None:
-            return None
-        index = pol.conservative_greedy(self.corpus_values(), self.arms.index(self.baseline), self.safety_z)
-        return self.arms[index]
-
     def greedy(self, state: str) -> str:
-        """Two levels of the same rule: per corpus, leave the default for an arm that is clearly better
-        on this traffic; per state, leave that for an arm clearly better in the state."""
-        baseline = self.corpus_baseline()
-        index = self.arms.index(baseline) if baseline else None
-        return self.arms[pol.conservative_greedy(self._pooled(state), index, self.safety_z)]
+        baseline = self.arms.index(self.baseline) if self.baseline else None
+        return self.arms[pol.conservative_greedy(self._pooled(state), baseline, self.safety_z)]
 
     # --- learning ---------------------------------------------------------------------------------
 
