@@ -15,6 +15,7 @@ optional webhook. Rolling back an already rolled-back flag changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -177,8 +178,6 @@ class CanaryController:
 
     async def stop(self) -> None:
         self._ticker.stop()
-        try:
+        with contextlib.suppress(Exception):  # shutting down: the lease expires anyway
             await leases.release(self._engine, LEASE, self.holder)
-        except Exception:  # shutting down: the lease expires anyway
-            pass
 

@@ -162,7 +162,7 @@ class SoftQLearning(EngineHolder):
         for arm, s in zip(self.arms, self.stats(state)):
             prior = priors.get(arm)
             if s is None or prior is None:
-                pooled.append(s if s is not None else None)
+                pooled.append(s)
                 continue
             w = s.m / (s.m + pol.PRIOR_WEIGHT)
             q = w * s.q + (1 - w) * prior
