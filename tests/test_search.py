@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import text
 
 from apps.runtime import Runtime
 from apps.search.service import SearchUnavailableError, UnknownStrategyError
@@ -84,6 +85,46 @@ async def test_filters(loaded: Runtime) -> None:
     assert none.hits == []
     empty_ids = await s.search("learning", top_k=10, filters=SearchFilters(doc_ids=()))
     assert empty_ids.hits == []
+
+
+async def _dense_ids(rt: Runtime, filters: SearchFilters | None = None) -> list[tuple[int, float]]:
+    vector = await rt.search.embedder.embed_query("learning from data")
+    hits = await rt.store.dense(vector, rt.search.embedder.name, 100, filters or SearchFilters())
+    return [(h.chunk_id, round(h.score, 5)) for h in hits]
+
+
+async def _embedded_chunk_ids(rt: Runtime) -> set[int]:
+    async with rt.engine.connect() as conn:
+        return set((await conn.execute(text("SELECT chunk_id FROM embeddings"))).scalars())
+
+
+async def test_dense_index_agrees_with_the_exact_scan(loaded: Runtime) -> None:
+    """Unfiltered dense search walks the index (sqlite-vec / HNSW); a filter keeps it exact: same ranking."""
+    all_docs = {h.doc_id for h in (await loaded.search.search("x", top_k=100, strategy="dense")).hits}
+    indexed = await _dense_ids(loaded)
+    exact = await _dense_ids(loaded, SearchFilters(doc_ids=tuple(sorted(all_docs))))
+    assert indexed == exact and len(indexed) == len(await _embedded_chunk_ids(loaded))
+
+
+async def test_dense_index_follows_replace_delete_and_reindex(loaded: Runtime) -> None:
+    from apps.ingestion.documents import SourceDocument
+
+    rt = loaded
+    await rt.ingestion.ingest([SourceDocument(text="Vitamin C is found in citrus fruit.", title="Vitamin C",
+                                              external_id="bio")])  # replaces "bio"
+    assert {c for c, _ in await _dense_ids(rt)} == await _embedded_chunk_ids(rt)
+    async with rt.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM documents WHERE external_id = 'ml'"))  # cascades
+    assert {c for c, _ in await _dense_ids(rt)} == await _embedded_chunk_ids(rt)
+    async with rt.engine.begin() as conn:
+        await conn.execute(text("UPDATE embeddings SET model = 'other-model'"))
+    assert await _dense_ids(rt) == []  # the index is per model
+    assert await rt.ingestion.reindex() == len(await _embedded_chunk_ids(rt))
+    assert {c for c, _ in await _dense_ids(rt)} == await _embedded_chunk_ids(rt)
+    if rt.store.backend == "sqlite":
+        async with rt.engine.connect() as conn:
+            mirrored = (await conn.execute(text("SELECT count(*) FROM vec_embeddings_384"))).scalar_one()
+        assert mirrored == len(await _embedded_chunk_ids(rt))
 
 
 async def test_odd_queries_do_not_crash(loaded: Runtime) -> None:

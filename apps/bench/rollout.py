@@ -91,7 +91,7 @@ async def _scenario(template: Path, key: str, name: str, *, rps: float, seconds:
     queries = ["machine learning", "vitamin D", "database index", "기계 학습", "retrieval", "세종대왕"]
     headers = {"X-API-Key": key}
     async with serving(url, workers=2, CANARY_INTERVAL_S=str(interval), CANARY_WINDOW_S=str(window),
-                       SEARCH_CACHE_TTL_S="0", **env) as base:
+                       SEARCH_CACHE_TTL_S="0", **env) as (base, _):
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             r = await client.put("/api/v1/admin/feature-flags/new_pipeline", headers=headers,
                                  json={"enabled": True, "rollout_percentage": 0.5, "reason": f"drill {name}"})

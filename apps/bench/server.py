@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,9 +25,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants (a server and its workers)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 @asynccontextmanager
-async def serving(database_url: str, workers: int = 1, **env: str) -> AsyncIterator[str]:
-    """Yields the base URL once /health answers; stops the server on exit."""
+async def serving(database_url: str, workers: int = 1, **env: str) -> AsyncIterator[tuple[str, int]]:
+    """Yields (base URL, server pid) once /health answers; stops the server on exit."""
     port = free_port()
     full_env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", **env}
     server = subprocess.Popen(
@@ -45,7 +58,7 @@ async def serving(database_url: str, workers: int = 1, **env: str) -> AsyncItera
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("server did not start")
                 await asyncio.sleep(0.3)
-        yield base
+        yield base, server.pid
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -192,6 +192,8 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="dtrag-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
+    if workers > 1 and not settings.query_embedding_threads:
+        os.environ["QUERY_EMBEDDING_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     uvicorn.run("apps.api.main:app", host=host, port=port, workers=workers, log_level=settings.log_level.lower())
 
 
@@ -389,6 +391,7 @@ def bench_http_cmd(
     concurrency: int = typer.Option(8, min=1, max=256),
     requests: int = typer.Option(2000, min=1),
     workers: int = typer.Option(1, min=1, max=32, help="uvicorn workers"),
+    strategy: str | None = typer.Option(None, help="a named strategy; default DEFAULT_STRATEGY"),
     database_url: str | None = typer.Option(None, help="default: the retrieval bench's cached SQLite file"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -396,17 +399,19 @@ def bench_http_cmd(
     from apps.bench.http import bench_http
 
     data, settings = _bench_target(dataset, database_url)
-    result = asyncio.run(bench_http(data, settings, concurrency, requests, workers))
+    result = asyncio.run(bench_http(data, settings, concurrency, requests, workers, strategy))
     if as_json:
         print(json.dumps(result))
         return
-    table = Table("path", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms")
+    table = Table("path", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "CPU ms/req",
+                  "CPU-bound mean floor ms")
     for name in ("http", "in_process"):
         m = result[name]
         table.add_row(name, str(m["requests"]), str(m["errors"]), f"{m['throughput_rps']:.1f}",
-                      f"{m['p50_ms']:.1f}", f"{m['p95_ms']:.1f}", f"{m['p99_ms']:.1f}")
-    console.print(f"{result['dataset']} backend={result['backend']} concurrency={result['concurrency']} "
-                  f"workers={result['workers']}")
+                      f"{m['p50_ms']:.1f}", f"{m['p95_ms']:.1f}", f"{m['p99_ms']:.1f}",
+                      f"{m['cpu_ms_per_request']:.1f}", f"{m['cpu_bound_mean_floor_ms']:.0f}")
+    console.print(f"{result['dataset']} backend={result['backend']} strategy={result['strategy']} "
+                  f"concurrency={result['concurrency']} workers={result['workers']} cores={result['cores']}")
     console.print(table)
     console.print(f"HTTP / in-process: p50 x{result['http_over_in_process_p50']}, "
                   f"p95 x{result['http_over_in_process_p95']}")

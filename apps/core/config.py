@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     embedding_cache_path: str | None = None
     # In-process LRU of query vectors (a pure function of the text; never stale).
     query_embedding_cache_size: int = Field(2048, ge=0, le=1_000_000)
+    # OpenMP threads for one query embedding; 0 = every core. `dtrag serve --workers N` gives each
+    # worker cores / N: more threads than cores make OpenMP's spinning barriers stall each other.
+    query_embedding_threads: int = Field(0, ge=0, le=256)
 
     # Chunking and ingestion limits
     chunk_tokens: int = Field(480, ge=32, le=512)

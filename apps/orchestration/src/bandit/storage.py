@@ -7,8 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 T = TypeVar("T")
 
@@ -38,7 +37,11 @@ class EngineHolder:
             pass
 
         async def run() -> T:
-            engine = create_async_engine(self.engine.url, poolclass=NullPool)
+            from apps.core.config import load_settings
+            from apps.core.db import create_engine
+
+            url = self.engine.url.render_as_string(hide_password=False)
+            engine = create_engine(load_settings(database_url=url), pooled=False)
             try:
                 async with engine.connect() as conn:
                     return await read(conn)

@@ -18,21 +18,20 @@ from apps.search.stores.base import bind, filter_clause
 from apps.search.types import LegHit, SearchFilters
 
 _BM25_SQL = """
-WITH q AS (SELECT DISTINCT unnest(CAST(:terms AS text[])) AS term),
+WITH p AS (SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b),
 -- Explicit casts: PostgreSQL would infer integer parameters from "1 - :b", and asyncpg would then
 -- truncate b = 0.75 to 0 without a word.
-p AS (SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b),
 st AS (SELECT count(*)::float8 AS n, coalesce(avg(lexical_length), 1)::float8 AS avgdl FROM chunks),
-idf AS (
-    SELECT t.term, greatest(ln((st.n - count(*) + 0.5) / (count(*) + 0.5)), 1e-6) AS idf
-    FROM chunk_terms t JOIN q ON q.term = t.term CROSS JOIN st
-    GROUP BY t.term, st.n
+-- One pass over the query terms' postings; document frequency (for IDF) over the whole index,
+-- before any filter, as FTS5 does. MATERIALIZED keeps filters from being pushed inside.
+postings AS MATERIALIZED (
+    SELECT t.chunk_id, t.tf, t.dl, count(*) OVER (PARTITION BY t.term) AS df
+    FROM chunk_terms t WHERE t.term = ANY(CAST(:terms AS text[]))
 )
 SELECT t.chunk_id,
-       sum(idf.idf * t.tf * (p.k1 + 1) / (t.tf + p.k1 * (1 - p.b + p.b * c.lexical_length / st.avgdl))) AS score
-FROM chunk_terms t
-JOIN idf ON idf.term = t.term
-JOIN chunks c ON c.id = t.chunk_id
+       sum(greatest(ln((st.n - t.df + 0.5) / (t.df + 0.5)), 1e-6)
+           * t.tf * (p.k1 + 1) / (t.tf + p.k1 * (1 - p.b + p.b * t.dl / st.avgdl))) AS score
+FROM postings t
 {join}
 CROSS JOIN st
 CROSS JOIN p
@@ -61,13 +60,13 @@ class PostgresStore:
 
     async def index_chunks(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
         rows = [
-            {"term": term, "chunk_id": chunk_id, "tf": tf}
+            {"term": term, "chunk_id": chunk_id, "tf": tf, "dl": len(tokens)}
             for chunk_id, tokens in chunks
             for term, tf in Counter(tokens).items()
         ]
         if rows:
             await conn.execute(
-                text("INSERT INTO chunk_terms (term, chunk_id, tf) VALUES (:term, :chunk_id, :tf)"), rows
+                text("INSERT INTO chunk_terms (term, chunk_id, tf, dl) VALUES (:term, :chunk_id, :tf, :dl)"), rows
             )
 
     async def ensure_vector_index(self, dim: int) -> None:
@@ -84,7 +83,7 @@ class PostgresStore:
             return []
         where, params, expanding = filter_clause(filters, self.backend)
         sql = _BM25_SQL.format(
-            join="" if filters.empty else "JOIN documents d ON d.id = c.document_id",
+            join="" if filters.empty else "JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id",
             where=f"WHERE {where}" if where else "",
         )
         async with self.engine.connect() as conn:

@@ -1,8 +1,10 @@
-"""SQLite: BM25 by FTS5's `bm25()`, dense by exact cosine in SQL (`dt_cosine`, see apps.core.db).
+"""SQLite: BM25 by FTS5's `bm25()`, dense by sqlite-vec.
 
 The FTS5 table is external-content over `chunks.lexical`, kept in sync by triggers from the
 migration, so inserting or deleting (also by cascade) a chunk updates the lexical index in the same
-transaction.
+transaction. Dense search over the whole corpus is a `vec0` k-nearest-neighbour scan (see
+`vector_index`); filtered, it is an exact `vec_distance_cosine` over the filtered rows only, so a
+selective filter never comes back short.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from apps.core.db import write_transaction
 from apps.search.stores.base import bind, filter_clause
+from apps.search.stores.sqlite import vector_index
 from apps.search.types import LegHit, SearchFilters
 
 
@@ -34,7 +39,9 @@ class SQLiteStore:
         return None  # triggers index `chunks.lexical`
 
     async def ensure_vector_index(self, dim: int) -> None:
-        return None  # exact search needs no index
+        async with write_transaction(self.engine) as conn:
+            for statement in vector_index.ddl(dim):
+                await conn.execute(text(statement))
 
     async def bm25(self, terms: list[str], k: int, filters: SearchFilters) -> list[LegHit]:
         if not terms:
@@ -53,19 +60,26 @@ class SQLiteStore:
             return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
 
     async def dense(self, vector: np.ndarray, model: str, k: int, filters: SearchFilters) -> list[LegHit]:
-        where, params, expanding = filter_clause(filters, self.backend)
-        join = "" if filters.empty else (
-            " JOIN chunks c ON c.id = e.chunk_id JOIN documents d ON d.id = c.document_id"
-        )
-        sql = (
-            "SELECT e.chunk_id, dt_cosine(e.vector, :q) AS score FROM embeddings e" + join
-            + " WHERE e.model = :model" + (f" AND {where}" if where else "")
-            + " ORDER BY score DESC LIMIT :k"
-        )
+        dim = int(len(vector))
+        params = {"q": self.encode_vector(vector), "model": model, "k": k}
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                bind(sql, expanding), {**params, "q": self.encode_vector(vector), "model": model, "k": k}
-            )
+            if filters.empty and await vector_index.exists(conn, dim):
+                sql = text(
+                    f"SELECT chunk_id, 1 - distance AS score FROM {vector_index.table_name(dim)} "
+                    "WHERE embedding MATCH :q AND k = :k AND model = :model ORDER BY distance"
+                )
+                rows = await conn.execute(sql, params)
+            else:
+                where, fparams, expanding = filter_clause(filters, self.backend)
+                join = "" if filters.empty else (
+                    " JOIN chunks c ON c.id = e.chunk_id JOIN documents d ON d.id = c.document_id"
+                )
+                sql = (
+                    "SELECT e.chunk_id, 1 - vec_distance_cosine(e.vector, :q) AS score FROM embeddings e" + join
+                    + f" WHERE e.model = :model AND e.dim = {dim}" + (f" AND {where}" if where else "")
+                    + " ORDER BY score DESC, e.chunk_id LIMIT :k"
+                )
+                rows = await conn.execute(bind(sql, expanding), {**fparams, **params})
             return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
 
     async def close(self) -> None:

