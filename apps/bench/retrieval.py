@@ -64,16 +64,38 @@ async def ingest_dataset(
     }
 
 
-async def run_queries(runtime: Runtime, dataset: BeirDataset, strategy: str) -> tuple[Run, list[float]]:
+def _latency(values: list[float], prefix: str = "") -> dict[str, float]:
+    return {f"{prefix}p50_ms": round(statistics.median(values), 2), f"{prefix}p95_ms": round(percentile(values, 95), 2),
+            f"{prefix}p99_ms": round(percentile(values, 99), 2)}
+
+
+async def run_queries(runtime: Runtime, dataset: BeirDataset, strategy: str) -> tuple[Run, dict[str, float]]:
+    """The run to evaluate, and latencies: end to end, and of each leg as it ran beside the other."""
     run: Run = {}
     latencies: list[float] = []
+    legs: dict[str, list[float]] = {}
     chunk_depth = DOC_DEPTH + DOC_DEPTH // 2  # extra chunks so multi-chunk documents still yield 100 docs
     for qid, query in dataset.queries.items():
         start = time.perf_counter()
         result = await runtime.search.search(query, top_k=chunk_depth, strategy=strategy)
         latencies.append((time.perf_counter() - start) * 1000)
+        for leg, ms in result.timings_ms.items():
+            legs.setdefault(leg, []).append(ms)
         run[qid] = doc_scores(result.hits)
-    return run, latencies
+    timing = _latency(latencies)
+    for leg, values in sorted(legs.items()):
+        timing[f"{leg}_leg_p50_ms"] = round(statistics.median(values), 2)
+    return run, timing
+
+
+async def embedding_latency(runtime: Runtime, dataset: BeirDataset) -> dict[str, float]:
+    """Query embedding alone (the dense leg's floor), each query once."""
+    latencies = []
+    for query in dataset.queries.values():
+        start = time.perf_counter()
+        await runtime.search.embedder.embed_query(query)
+        latencies.append((time.perf_counter() - start) * 1000)
+    return _latency(latencies)
 
 
 async def bench_retrieval(
@@ -94,19 +116,15 @@ async def bench_retrieval(
             await runtime.search.search(query, top_k=10, strategy=strategies[0])
         results: dict[str, Any] = {}
         for name in strategies:
-            run, latencies = await run_queries(runtime, dataset, name)
-            results[name] = {
-                **evaluate(dataset.qrels, run),
-                "p50_ms": round(statistics.median(latencies), 2),
-                "p95_ms": round(percentile(latencies, 95), 2),
-                "p99_ms": round(percentile(latencies, 99), 2),
-            }
+            run, timing = await run_queries(runtime, dataset, name)
+            results[name] = {**evaluate(dataset.qrels, run), **timing}
         return {
             "dataset": dataset.name,
             "split": dataset.split,
             "queries": len(dataset.queries),
             "backend": settings.backend,
             "ingest": ingest,
+            "query_embedding": await embedding_latency(runtime, dataset),
             "strategies": results,
         }
     finally:

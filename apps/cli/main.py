@@ -315,10 +315,14 @@ def bench_retrieval_cmd(
         f"[bold]{result['dataset']}[/bold] split={result['split']} queries={result['queries']} "
         f"backend={result['backend']}; ingest: {ing['docs']} docs ({speed}) in {ing['seconds']} s"
     )
-    table = Table("strategy", "nDCG@10", "Recall@100", "MAP@100", "MRR@10", "p50 ms", "p95 ms", "p99 ms")
+    table = Table("strategy", "nDCG@10", "Recall@100", "MAP@100", "MRR@10", "p50 ms", "p95 ms", "p99 ms",
+                  "bm25 leg p50", "dense leg p50")
     for name, m in result["strategies"].items():
         table.add_row(name, *(f"{m[k]:.4f}" for k in ("ndcg@10", "recall@100", "map@100", "mrr@10")),
-                      *(f"{m[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms")))
+                      *(f"{m[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms")),
+                      *(f"{m[k]:.1f}" if k in m else "" for k in ("bm25_leg_p50_ms", "dense_leg_p50_ms")))
+    emb = result["query_embedding"]
+    table.add_row("(query embedding alone)", "", "", "", "", *(f"{emb[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms")))
     console.print(table)
 
 

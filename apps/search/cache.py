@@ -87,6 +87,10 @@ class SearchCache:
         self.backend = backend
         self._ttl = ttl_s
 
+    @property
+    def enabled(self) -> bool:
+        return self._ttl > 0
+
     async def key(self, **params: Any) -> str:
         generation = await current_generation(self._engine)
         filters: SearchFilters | None = params.get("filters")
@@ -103,7 +107,7 @@ class SearchCache:
         return _decode(raw) if raw is not None else None
 
     async def put(self, key: str, result: SearchResult) -> None:
-        if self._ttl <= 0 or result.degraded:  # never pin a degraded answer
+        if not self.enabled or result.degraded:  # never pin a degraded answer
             return
         try:
             await self.backend.set(key, _encode(result), self._ttl)

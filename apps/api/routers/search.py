@@ -35,7 +35,7 @@ async def search(body: SearchRequest, request: Request, services: ServicesDep, _
     assignment = request.state.assignment
     use_bandit = strategy is None and assignment.flags["soft_q_bandit"]
     # A bandit request is a logged decision, never a cache hit; fixed strategies are cacheable.
-    key = None if use_bandit else await services.cache.key(
+    key = None if use_bandit or not services.cache.enabled else await services.cache.key(
         q=body.q, top_k=body.final_topk, filters=filters, strategy=strategy or runtime.settings.default_strategy)
     result = await services.cache.get(key) if key else None
     cached = result is not None

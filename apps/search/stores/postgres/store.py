@@ -20,18 +20,18 @@ from apps.search.types import LegHit, SearchFilters
 _BM25_SQL = """
 WITH p AS (SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b),
 -- Explicit casts: PostgreSQL would infer integer parameters from "1 - :b", and asyncpg would then
--- truncate b = 0.75 to 0 without a word.
-st AS (SELECT count(*)::float8 AS n, coalesce(avg(lexical_length), 1)::float8 AS avgdl FROM chunks),
--- One pass over the query terms' postings; document frequency (for IDF) over the whole index,
--- before any filter, as FTS5 does. MATERIALIZED keeps filters from being pushed inside.
-postings AS MATERIALIZED (
-    SELECT t.chunk_id, t.tf, t.dl, count(*) OVER (PARTITION BY t.term) AS df
-    FROM chunk_terms t WHERE t.term = ANY(CAST(:terms AS text[]))
+-- truncate b = 0.75 to 0 without a word. float8 throughout: numeric arithmetic per posting would
+-- cost more than the rest of the query.
+st AS (SELECT count(*)::float8 AS n, coalesce(avg(lexical_length)::float8, 1) AS avgdl FROM chunks),
+-- Document frequency over the whole index, before any filter, as FTS5 does.
+idf AS (
+    SELECT t.term, greatest(ln((st.n - count(*) + 0.5) / (count(*) + 0.5)), 1e-6) AS idf
+    FROM chunk_terms t CROSS JOIN st WHERE t.term = ANY(CAST(:terms AS text[])) GROUP BY t.term, st.n
 )
 SELECT t.chunk_id,
-       sum(greatest(ln((st.n - t.df + 0.5) / (t.df + 0.5)), 1e-6)
-           * t.tf * (p.k1 + 1) / (t.tf + p.k1 * (1 - p.b + p.b * t.dl / st.avgdl))) AS score
-FROM postings t
+       sum(idf.idf * t.tf * (p.k1 + 1) / (t.tf + p.k1 * (1 - p.b + p.b * t.dl / st.avgdl))) AS score
+FROM chunk_terms t
+JOIN idf ON idf.term = t.term
 {join}
 CROSS JOIN st
 CROSS JOIN p

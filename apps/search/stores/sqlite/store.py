@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.core.db import write_transaction
@@ -63,23 +64,27 @@ class SQLiteStore:
         dim = int(len(vector))
         params = {"q": self.encode_vector(vector), "model": model, "k": k}
         async with self.engine.connect() as conn:
-            if filters.empty and await vector_index.exists(conn, dim):
-                sql = text(
-                    f"SELECT chunk_id, 1 - distance AS score FROM {vector_index.table_name(dim)} "
-                    "WHERE embedding MATCH :q AND k = :k AND model = :model ORDER BY distance"
-                )
-                rows = await conn.execute(sql, params)
-            else:
-                where, fparams, expanding = filter_clause(filters, self.backend)
-                join = "" if filters.empty else (
-                    " JOIN chunks c ON c.id = e.chunk_id JOIN documents d ON d.id = c.document_id"
-                )
-                sql = (
-                    "SELECT e.chunk_id, 1 - vec_distance_cosine(e.vector, :q) AS score FROM embeddings e" + join
-                    + f" WHERE e.model = :model AND e.dim = {dim}" + (f" AND {where}" if where else "")
-                    + " ORDER BY score DESC, e.chunk_id LIMIT :k"
-                )
-                rows = await conn.execute(bind(sql, expanding), {**fparams, **params})
+            if filters.empty:
+                try:
+                    rows = await conn.execute(text(
+                        f"SELECT chunk_id, 1 - distance AS score FROM {vector_index.table_name(dim)} "
+                        "WHERE embedding MATCH :q AND k = :k AND model = :model ORDER BY distance"
+                    ), params)
+                    return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
+                except OperationalError as exc:
+                    if "no such table" not in str(exc):
+                        raise
+                    await conn.rollback()  # no vec0 table for this dimension yet: scan exactly
+            where, fparams, expanding = filter_clause(filters, self.backend)
+            join = "" if filters.empty else (
+                " JOIN chunks c ON c.id = e.chunk_id JOIN documents d ON d.id = c.document_id"
+            )
+            sql = (
+                "SELECT e.chunk_id, 1 - vec_distance_cosine(e.vector, :q) AS score FROM embeddings e" + join
+                + f" WHERE e.model = :model AND e.dim = {dim}" + (f" AND {where}" if where else "")
+                + " ORDER BY score DESC, e.chunk_id LIMIT :k"
+            )
+            rows = await conn.execute(bind(sql, expanding), {**fparams, **params})
             return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
 
     async def close(self) -> None:

@@ -8,9 +8,6 @@ mirrors; `model` is a partition key, so a query scans only its own model's vecto
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 
 def table_name(dim: int) -> str:
     return f"vec_embeddings_{int(dim)}"
@@ -33,10 +30,3 @@ def ddl(dim: int) -> list[str]:
         copy.format(row="e") + f" FROM embeddings e WHERE e.dim = {d} "
         f"AND NOT EXISTS (SELECT 1 FROM {t} v WHERE v.chunk_id = e.chunk_id)",
     ]
-
-
-async def exists(conn: AsyncConnection, dim: int) -> bool:
-    row = await conn.execute(
-        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"), {"name": table_name(dim)}
-    )
-    return row.first() is not None
