@@ -64,9 +64,9 @@ async def ingest_dataset(
     }
 
 
-def _latency(values: list[float], prefix: str = "") -> dict[str, float]:
-    return {f"{prefix}p50_ms": round(statistics.median(values), 2), f"{prefix}p95_ms": round(percentile(values, 95), 2),
-            f"{prefix}p99_ms": round(percentile(values, 99), 2)}
+def _latency(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(statistics.median(values), 2), "p95_ms": round(percentile(values, 95), 2),
+            "p99_ms": round(percentile(values, 99), 2)}
 
 
 async def run_queries(runtime: Runtime, dataset: BeirDataset, strategy: str) -> tuple[Run, dict[str, float]]:

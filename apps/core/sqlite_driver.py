@@ -3,8 +3,8 @@ with sqlite-vec loaded into every connection.
 
 The stock Python `sqlite3` here cannot load extensions. Two SQLite libraries in one process must
 never open the same file (each keeps its own POSIX lock table, so one drops the other's WAL locks:
-a bus error under load), so every connection of the project's, the engine's and the passage cache's
-alike, comes from `connect()` here.
+a bus error under load), so every SQLite connection in the project (the engine's and the passage
+cache's) comes from `connect()` here.
 """
 
 from __future__ import annotations
