@@ -1,69 +1,54 @@
-"""Everything routers depend on: the service container, API-key auth with scopes, rate limits."""
+"""Everything routers depend on, declared once: the runtime, a database session, API-key auth with
+scopes, rate limits."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from apps.core.api_keys import ApiKeyStore, KeyInfo, Scope
-from apps.core.rate_limit import RateLimiter
-from apps.core.request_log import RequestLog
-from apps.orchestration.src.pipelines import Pipelines
-from apps.rollout.canary import CanaryController
+from apps.core.api_keys import KeyInfo, Scope
 from apps.runtime import Runtime
-from apps.search.cache import SearchCache
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Services:
-    runtime: Runtime
-    keys: ApiKeyStore
-    limiter: RateLimiter
-    cache: SearchCache
-    request_log: RequestLog
-    pipelines: Pipelines
-    canary: CanaryController
-    redis: Any | None = None
-
-    async def close(self) -> None:
-        await self.canary.stop()
-        await self.request_log.stop()
-        if self.redis is not None:
-            await self.redis.aclose()
-        await self.runtime.close()
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
 
 
-def get_services(request: Request) -> Services:
-    return request.app.state.services
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (`dtrag keys create`)")
 
 
 def require(scope: Scope):
     async def check(
-        request: Request,
-        services: ServicesDep,
+        runtime: RuntimeDep,
         api_key: Annotated[str | None, Security(api_key_header)] = None,
     ) -> KeyInfo:
         if not api_key:
             raise HTTPException(401, "missing X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
-        key = await services.keys.verify(api_key)
+        key = await runtime.keys.verify(api_key)
         if key is None:
             raise HTTPException(401, "invalid, revoked or expired API key", headers={"WWW-Authenticate": "ApiKey"})
         if key.scope < scope:
             raise HTTPException(403, f"this key has scope '{key.scope.name}'; this route needs '{scope.name}'")
-        limit = key.rate_limit_per_minute or services.runtime.settings.rate_limit_per_minute
+        limit = key.rate_limit_per_minute or runtime.settings.rate_limit_per_minute
         try:
-            decision = await services.limiter.hit(key.id, limit)
+            decision = await runtime.limiter.hit(key.id, limit)
         except Exception as exc:  # fail open: a limiter outage must not take the API down
             log.warning("rate limiter unavailable, allowing request: %s", type(exc).__name__)
             decision = None
@@ -72,7 +57,6 @@ def require(scope: Scope):
                 429, f"rate limit of {limit} requests a minute exceeded; retry in {decision.retry_after_s} s",
                 headers={"Retry-After": str(decision.retry_after_s)},
             )
-        request.state.api_key_id = key.id
         return key
 
     return check

@@ -24,10 +24,6 @@ async def apply(settings: Settings, variant: str, request_id: str, endpoint: str
     if settings.fault_latency_ms:
         await asyncio.sleep(settings.fault_latency_ms / 1000)
     if settings.fault_error_rate and unit_draw(request_id, "fault") < settings.fault_error_rate:
-        return JSONResponse(
-            {"type": "about:blank", "title": "Injected Fault", "status": 500,
-             "detail": "fault injected by FAULT_ERROR_RATE (canary drill)", "instance": endpoint,
-             "request_id": request_id},
-            status_code=500, media_type=problems.PROBLEM,
-        )
+        return problems.problem_response(500, "fault injected by FAULT_ERROR_RATE (canary drill)",
+                                         instance=endpoint, request_id=request_id, title="Injected Fault")
     return None

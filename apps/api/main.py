@@ -10,48 +10,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apps import __version__
 from apps.api import faults, problems
-from apps.api.deps import Services
 from apps.api.routers import admin, answer, documents, feedback, flags, health, observability, search
 from apps.core import metrics
-from apps.core.api_keys import ApiKeyStore
 from apps.core.config import Settings, get_settings
 from apps.core.logging import configure_logging
-from apps.core.rate_limit import DatabaseRateLimiter, RedisRateLimiter
-from apps.core.request_log import RequestLog
-from apps.orchestration.src.pipelines import Pipelines
-from apps.rollout.canary import CanaryController
 from apps.rollout.flags import FlagContext
 from apps.runtime import build_runtime
-from apps.search.cache import LocalBackend, RedisBackend, SearchCache
 
 log = logging.getLogger(__name__)
-
-
-async def build_services(settings: Settings) -> Services:
-    runtime = build_runtime(settings)
-    redis = None
-    if settings.redis_url:
-        import redis.asyncio as aioredis
-
-        redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    request_log = RequestLog(runtime.engine)
-    return Services(
-        runtime=runtime,
-        keys=ApiKeyStore(runtime.engine, settings.secret_key),
-        limiter=RedisRateLimiter(redis) if redis is not None else DatabaseRateLimiter(runtime.engine),
-        cache=SearchCache(runtime.engine, RedisBackend(redis) if redis is not None else LocalBackend(),
-                          settings.search_cache_ttl_s),
-        request_log=request_log,
-        pipelines=Pipelines(runtime.bandit, settings),
-        canary=CanaryController(runtime.engine, runtime.flags, request_log, settings),
-        redis=redis,
-    )
 
 
 class BodyLimit:
@@ -90,12 +62,9 @@ class BodyLimit:
         # Runs outside the request-context middleware, so it names the request itself.
         headers = dict(scope.get("headers") or [])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
-        response = JSONResponse(
-            {"type": "about:blank", "title": "Content Too Large", "status": 413,
-             "detail": f"request body is over the {self.max_bytes:,}-byte limit", "instance": scope.get("path"),
-             "request_id": request_id},
-            status_code=413, media_type=problems.PROBLEM, headers={"X-Request-ID": request_id},
-        )
+        response = problems.problem_response(413, f"request body is over the {self.max_bytes:,}-byte limit",
+                                             instance=scope.get("path", ""), request_id=request_id,
+                                             headers={"X-Request-ID": request_id})
         await response(scope, lambda: None, send)  # type: ignore[arg-type]
 
 
@@ -127,16 +96,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = await build_services(settings)
-        await app.state.services.runtime.warm_up()
-        app.state.services.request_log.start()
-        app.state.services.runtime.start()
-        app.state.services.canary.start()
+        runtime = build_runtime(settings)
+        await runtime.warm_up()
+        runtime.start()
+        app.state.runtime = runtime
         log.info("dt-rag started", extra={"backend": settings.backend, "environment": settings.environment.value})
         try:
             yield
         finally:
-            await app.state.services.close()
+            await runtime.close()
 
     app = FastAPI(
         title="DT-RAG",
@@ -155,12 +123,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def request_context(request: Request, call_next) -> Response:
         request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         start = time.perf_counter()
-        services = getattr(request.app.state, "services", None)
-        if services is None:  # before startup finished
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is None:  # before startup finished
             return await call_next(request)
         context = FlagContext(user_id=request.headers.get("x-user-id"), job_id=request.headers.get("x-job-id"),
                               request_id=request.state.request_id)
-        assignment = services.runtime.flags.assign(context)
+        assignment = runtime.flags.assign(context)
         request.state.assignment = assignment
         endpoint = templates(request.url.path)
         injected = await faults.apply(settings, assignment.variant, request.state.request_id, endpoint)
@@ -174,7 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if status >= 500:
             metrics.ERRORS.labels(endpoint, assignment.variant, str(status)).inc()
         llm = getattr(request.state, "llm", None) or {}
-        services.request_log.record(
+        runtime.request_log.record(
             endpoint, request.method, status, round(elapsed, 3), variant=assignment.variant,
             strategy=getattr(request.state, "strategy", None), quality=getattr(request.state, "quality", None),
             **llm,

@@ -17,19 +17,26 @@ log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
 
-def problem(request: Request, status: int, detail: str, headers: dict[str, str] | None = None,
-            errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+def problem_response(status: int, detail: str, *, instance: str, request_id: str | None, title: str | None = None,
+                     headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    """The one problem+json builder; middleware that runs outside a route calls it directly."""
     body: dict[str, Any] = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": title or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
-        "request_id": getattr(request.state, "request_id", None),
+        "instance": instance,
+        "request_id": request_id,
     }
     if errors:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def problem(request: Request, status: int, detail: str, headers: dict[str, str] | None = None,
+            errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    return problem_response(status, detail, instance=request.url.path,
+                            request_id=getattr(request.state, "request_id", None), headers=headers, errors=errors)
 
 
 def _field(loc: tuple[Any, ...]) -> str:

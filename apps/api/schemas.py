@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 MetadataValue = str | int | float | bool | None
@@ -202,27 +202,19 @@ class ApiKeyCreated(ApiKeyOut):
     api_key: str = Field(..., description="shown once; store it now")
 
 
-class Problem(BaseModel):
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    request_id: str | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
 class FlagUpdateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool | None = None
-    rollout_percentage: float | None = Field(None, ge=0, le=1, description="a fraction: 0.1 = 10 %")
+    rollout_fraction: float | None = Field(
+        None, ge=0, le=1, validation_alias=AliasChoices("rollout_fraction", "rollout_percentage"),
+        description="a fraction: 0.1 = 10 % (the older name rollout_percentage is accepted too)")
     user_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(None, max_length=10_000)
     kill: bool | None = Field(None, description="kill switch: off for everyone, allowlist included")
     reason: NonBlank = Field(..., min_length=1, max_length=500)
 
     @model_validator(mode="after")
     def _some_change(self) -> FlagUpdateIn:
-        if self.enabled is None and self.rollout_percentage is None and self.user_ids is None and self.kill is None:
-            raise ValueError("give at least one of enabled, rollout_percentage, user_ids or kill")
+        if self.enabled is None and self.rollout_fraction is None and self.user_ids is None and self.kill is None:
+            raise ValueError("give at least one of enabled, rollout_fraction, user_ids or kill")
         return self

@@ -11,9 +11,9 @@ from apps.bench.metrics import percentile
 from apps.bench.retrieval import ingest_dataset
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
-from apps.orchestration.src.langgraph_pipeline import AnswerRequest
-from apps.orchestration.src.pipelines import Pipelines
-from apps.runtime import build_runtime
+from apps.ingestion import catalog
+from apps.orchestration.src.answer_models import AnswerRequest
+from apps.runtime import Runtime, build_runtime
 
 
 async def bench_answer(dataset: BeirDataset, settings: Settings, provider: str | None, mode: str = "answer",
@@ -24,7 +24,7 @@ async def bench_answer(dataset: BeirDataset, settings: Settings, provider: str |
     try:
         await ingest_dataset(runtime, dataset)
         await runtime.warm_up()
-        pipeline = Pipelines(runtime.bandit, settings).get(provider)
+        pipeline = runtime.pipelines.get(provider)
         external = {}  # chunk's document id -> the dataset's id, to compare with qrels
         hits = contained = grounded = 0
         lengths: list[int] = []
@@ -34,15 +34,15 @@ async def bench_answer(dataset: BeirDataset, settings: Settings, provider: str |
             start = time.perf_counter()
             result = await pipeline.execute(AnswerRequest(question, mode=mode, flags={}))  # type: ignore[arg-type]
             latencies.append((time.perf_counter() - start) * 1000)
-            cited = {c for citation in result["citations"] for c in citation["chunk_ids"]}
-            for source in result["sources"]:
-                if source["doc_id"] not in external:
-                    external[source["doc_id"]] = await _external_id(runtime, source["doc_id"])
-            cited_docs = {external[s["doc_id"]] for s in result["sources"] if s["chunk_id"] in cited}
+            cited = {c for citation in result.citations for c in citation.chunk_ids}
+            for source in result.sources:
+                if source.doc_id not in external:
+                    external[source.doc_id] = await _external_id(runtime, source.doc_id)
+            cited_docs = {external[s.doc_id] for s in result.sources if s.chunk_id in cited}
             hits += bool(cited_docs & set(dataset.qrels.get(qid, {})))
-            contained += any(a in result["answer"] for a in answers.get(qid, []))
-            grounded += bool(result["validation"]["grounded"])
-            lengths.append(len(result["answer"]))
+            contained += any(a in result.answer for a in answers.get(qid, []))
+            grounded += bool(result.validation.grounded)
+            lengths.append(len(result.answer))
         n = len(queries)
         return {
             "dataset": dataset.name,
@@ -62,10 +62,7 @@ async def bench_answer(dataset: BeirDataset, settings: Settings, provider: str |
         await runtime.close()
 
 
-async def _external_id(runtime, doc_id: str) -> str:
-    from sqlalchemy import select
-
-    from apps.core.models import Document
-
-    async with runtime.engine.connect() as conn:
-        return (await conn.execute(select(Document.external_id).where(Document.id == doc_id))).scalar_one()
+async def _external_id(runtime: Runtime, doc_id: str) -> str:
+    async with runtime.sessions() as session:
+        document = await catalog.get(session, doc_id)
+    return (document.external_id or "") if document is not None else ""

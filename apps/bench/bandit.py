@@ -55,7 +55,6 @@ def split_queries(path: Path, train_fraction: float | None) -> tuple[BeirDataset
 
 class _Scorer:
     def __init__(self, dataset: BeirDataset) -> None:
-        self._dataset = dataset
         self._evaluator = pytrec_eval.RelevanceEvaluator(dataset.qrels, {"ndcg_cut.10"})
 
     def __call__(self, qid: str, hits: list[Any]) -> float:

@@ -94,7 +94,7 @@ async def _scenario(template: Path, key: str, name: str, *, rps: float, seconds:
                        SEARCH_CACHE_TTL_S="0", **env) as (base, _):
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             r = await client.put("/api/v1/admin/feature-flags/new_pipeline", headers=headers,
-                                 json={"enabled": True, "rollout_percentage": 0.5, "reason": f"drill {name}"})
+                                 json={"enabled": True, "rollout_fraction": 0.5, "reason": f"drill {name}"})
             r.raise_for_status()
             start = time.monotonic()
             first_error: float | None = None
@@ -119,7 +119,7 @@ async def _scenario(template: Path, key: str, name: str, *, rps: float, seconds:
                     if last and last["at"] not in seen_at:
                         seen_at.add(last["at"])
                         verdicts[last["verdict"]] = verdicts.get(last["verdict"], 0) + 1
-                    if rolled_back is None and state["flags"]["new_pipeline"]["rollout_percentage"] == 0:
+                    if rolled_back is None and state["flags"]["new_pipeline"]["rollout_fraction"] == 0:
                         rolled_back = time.monotonic()
                 await asyncio.sleep(max(0.0, start + i / rps - time.monotonic()))
             history = (await client.get("/api/v1/admin/feature-flags/new_pipeline/history", headers=headers)).json()

@@ -93,7 +93,7 @@ def flags_set(
     async def work(service: Any) -> dict[str, Any]:
         config = await service.set(name, actor=f"cli:{getpass.getuser()}", reason=reason, enabled=on,
                                    rollout=rollout, user_ids=user_ids, kill=kill)
-        return {"name": name, **config.public(), "source": config.source}
+        return {"name": name, **config.view()}
 
     print(json.dumps(_run(work)))
 

@@ -45,7 +45,7 @@ def _rows(learner: Any, state: str | None = None) -> list[dict[str, Any]]:
         q = learner.get_q_values(s)
         rows.append({"state": s, "visits": learner.visits(s), "greedy": learner.greedy(s),
                      "q": dict(zip(learner.arms, (round(x, 4) for x in q))),
-                     "n": dict(zip(learner.arms, (st.n if st else 0 for st in stats))),
+                     "updates": dict(zip(learner.arms, (st.updates if st else 0 for st in stats))),
                      "probabilities": dict(zip(learner.arms, (round(p, 4) for p in learner.probabilities(s))))})
     return rows
 
@@ -53,7 +53,7 @@ def _rows(learner: Any, state: str | None = None) -> list[dict[str, Any]]:
 def _table(rows: list[dict[str, Any]], arms: tuple[str, ...]) -> Table:
     table = Table("state", "visits", "greedy", *(f"Q {a} (n)" for a in arms))
     for r in rows:
-        table.add_row(r["state"], str(r["visits"]), r["greedy"], *(f"{r['q'][a]:.4f} ({r['n'][a]})" for a in arms))
+        table.add_row(r["state"], str(r["visits"]), r["greedy"], *(f"{r['q'][a]:.4f} ({r['updates'][a]})" for a in arms))
     return table
 
 
@@ -108,10 +108,10 @@ def qtable_export(fmt: str = typer.Option("json", "--format", help="csv | json")
         return
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["state", "action", "q", "n", "probability", "greedy"])
+    writer.writerow(["state", "action", "q", "updates", "probability", "greedy"])
     for r in rows:
         for arm, q in r["q"].items():
-            writer.writerow([r["state"], arm, q, r["n"][arm], r["probabilities"][arm], r["greedy"] == arm])
+            writer.writerow([r["state"], arm, q, r["updates"][arm], r["probabilities"][arm], r["greedy"] == arm])
     sys.stdout.write(out.getvalue())
 
 

@@ -358,18 +358,17 @@ def answer(
 ) -> None:
     """Answer a question from the documents; prints the answer, its sources and timings."""
     from apps.llm.factory import ProviderUnavailableError
-    from apps.orchestration.src.langgraph_pipeline import AnswerRequest
-    from apps.orchestration.src.pipelines import Pipelines
+    from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
     from apps.runtime import build_runtime
 
     if mode not in ("answer", "summary", "keypoints"):
         _fail("--mode must be answer, summary or keypoints")
     settings = get_settings()
 
-    async def run() -> dict:
+    async def run() -> AnswerResponse:
         runtime = build_runtime(settings)
         try:
-            pipeline = Pipelines(runtime.bandit, settings).get(provider)
+            pipeline = runtime.pipelines.get(provider)
             return await pipeline.execute(AnswerRequest(question, mode=mode, top_k=top_k))  # type: ignore[arg-type]
         finally:
             await runtime.close()
@@ -378,15 +377,15 @@ def answer(
         result = asyncio.run(run())
     except ProviderUnavailableError as exc:
         _fail(str(exc))
-    console.print(result["answer"], soft_wrap=True)
+    console.print(result.answer, soft_wrap=True)
     console.print()
     table = Table("#", "title", "chunk", "snippet")
-    for i, source in enumerate(result["sources"], start=1):
-        table.add_row(str(i), source["title"], str(source["chunk_id"]), source["snippet"][:80])
+    for i, source in enumerate(result.sources, start=1):
+        table.add_row(str(i), source.title, str(source.chunk_id), source.snippet[:80])
     console.print(table)
-    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result["timings_ms"].items())
-    console.print(f"model {result['model']} | strategy {result['strategy']} | grounded "
-                  f"{result['validation']['grounded']} | degraded {result['degraded']} | {timings}")
+    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
+    console.print(f"model {result.model} | strategy {result.strategy} | grounded "
+                  f"{result.validation.grounded} | degraded {result.degraded} | {timings}")
 
 
 @bench_app.command("http")

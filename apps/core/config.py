@@ -23,8 +23,14 @@ FTS5_BM25_B = 0.75
 
 class Environment(str, Enum):
     development = "development"
+    testing = "testing"
     staging = "staging"
     production = "production"
+    # The original project's spellings, as aliases of the same members.
+    DEVELOPMENT = "development"
+    TESTING = "testing"
+    STAGING = "staging"
+    PRODUCTION = "production"
 
 
 class SettingsError(RuntimeError):

@@ -7,11 +7,13 @@ writer can fail at once under concurrency instead of waiting).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -20,6 +22,7 @@ from apps.core.config import Settings, get_settings
 from apps.core.sqlite_driver import async_dbapi
 
 _WRITE_OPTION = "dtrag_write"
+T = TypeVar("T")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -61,3 +64,39 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
         async with conn.begin():
             yield conn
 
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def schema_revision(engine: AsyncEngine) -> str | None:
+    """The Alembic revision the database is at (None before the first migration)."""
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+
+
+def run_blocking(database_url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `work` to completion on a private engine and wait for it, from synchronous code.
+
+    Engines belong to the loop that opened their connections, so this never touches a shared one.
+    Called where an event loop is already running (a notebook, a sync helper inside async code), it
+    runs on a thread of its own and blocks that loop meanwhile: for scripts and runbook checks, never
+    for serving paths, which await instead.
+    """
+    from apps.core.config import load_settings
+
+    async def run() -> T:
+        engine = create_engine(load_settings(database_url=database_url), pooled=False)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="blocking-db") as pool:
+        return pool.submit(asyncio.run, run()).result()

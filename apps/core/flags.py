@@ -23,23 +23,25 @@ class FlagDefinition:
     description: str
     owner: str = "dt-rag"
     default: bool = False
+    reserved: bool = False  # named by the runbooks, no behaviour yet: never makes a request "new"
 
 
 FLAG_DEFINITIONS: tuple[FlagDefinition, ...] = (
     FlagDefinition("soft_q_bandit", "Soft Q-learning bandit chooses the retrieval strategy per query", "learning"),
     FlagDefinition("debate_mode", "Multi-agent debate as an answer mode", "orchestration"),
     FlagDefinition("experience_replay", "Store experiences and run batch Q-updates", "learning"),
-    FlagDefinition("meta_planner", "Query planning before retrieval", "orchestration"),
-    FlagDefinition("neural_case_selector", "Learned selection of similar past cases", "learning"),
-    FlagDefinition("mcp_tools", "Model Context Protocol tool calls", "orchestration"),
-    FlagDefinition("tools_policy", "Policy gate on tool use", "orchestration"),
+    FlagDefinition("meta_planner", "Query planning before retrieval", "orchestration", reserved=True),
+    FlagDefinition("neural_case_selector", "Learned selection of similar past cases", "learning", reserved=True),
+    FlagDefinition("mcp_tools", "Model Context Protocol tool calls", "orchestration", reserved=True),
+    FlagDefinition("tools_policy", "Policy gate on tool use", "orchestration", reserved=True),
     FlagDefinition("new_pipeline", "Route requests to the new pipeline variant", "platform"),
     FlagDefinition("llm_validation", "Ask the LLM to judge answer groundedness", "orchestration"),
-    FlagDefinition("agent_messaging", "Message passing between agents", "orchestration"),
+    FlagDefinition("agent_messaging", "Message passing between agents", "orchestration", reserved=True),
     FlagDefinition("hallucination_detection", "Mark or remove unsupported answer sentences", "orchestration"),
     FlagDefinition("evidence_tracking", "Map answer sentences to supporting chunks", "orchestration"),
 )
 FLAGS: dict[str, FlagDefinition] = {f.name: f for f in FLAG_DEFINITIONS}
+RESERVED_FLAGS: tuple[str, ...] = tuple(f.name for f in FLAG_DEFINITIONS if f.reserved)
 
 
 def parse_bool(raw: str) -> bool | None:

@@ -194,9 +194,9 @@ class QValue(Base):
     state: Mapped[str] = mapped_column(String(120), primary_key=True)
     action: Mapped[str] = mapped_column(String(50), primary_key=True)
     q: Mapped[float] = mapped_column(Float)
-    q2: Mapped[float] = mapped_column(Float)
-    n: Mapped[int] = mapped_column(BigInteger)
-    m: Mapped[int] = mapped_column(BigInteger)
+    q_squared: Mapped[float] = mapped_column(Float)  # running mean of the squared targets: the spread
+    updates: Mapped[int] = mapped_column(BigInteger)
+    experiences: Mapped[int] = mapped_column(BigInteger)  # distinct experiences behind the updates
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -217,7 +217,7 @@ class FlagOverride(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     enabled: Mapped[bool | None] = mapped_column(Boolean)
-    rollout_percentage: Mapped[float | None] = mapped_column(Float)
+    rollout_fraction: Mapped[float | None] = mapped_column(Float)
     user_ids: Mapped[list[str] | None] = mapped_column(Json)
     kill: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_by: Mapped[str] = mapped_column(String(200))

@@ -16,19 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @dataclass(frozen=True)
-class Decision:
+class LimitDecision:
     allowed: bool
     remaining: float
     retry_after_s: int
 
 
-def _decision(allowed: bool, tokens: float, per_minute: int) -> Decision:
+def _decision(allowed: bool, tokens: float, per_minute: int) -> LimitDecision:
     rate = per_minute / 60.0
-    return Decision(allowed, tokens, 0 if allowed else max(1, math.ceil((1 - tokens) / rate)))
+    return LimitDecision(allowed, tokens, 0 if allowed else max(1, math.ceil((1 - tokens) / rate)))
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key: str, per_minute: int) -> Decision: ...
+    async def hit(self, key: str, per_minute: int) -> LimitDecision: ...
 
 
 # Parameters are cast explicitly: PostgreSQL infers a parameter's type from its context and asyncpg
@@ -52,7 +52,7 @@ class DatabaseRateLimiter:
         least = "least" if engine.dialect.name == "postgresql" else "min"
         self._sql = text(_UPSERT.format(refill=_REFILL.format(least=least)))
 
-    async def hit(self, key: str, per_minute: int) -> Decision:
+    async def hit(self, key: str, per_minute: int) -> LimitDecision:
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(dtrag_write=True)
             async with conn.begin():
@@ -88,7 +88,7 @@ class RedisRateLimiter:
         self._redis = redis
         self._script = redis.register_script(_LUA)
 
-    async def hit(self, key: str, per_minute: int) -> Decision:
+    async def hit(self, key: str, per_minute: int) -> LimitDecision:
         # The Redis server's clock, not ours, so hosts with skewed clocks share one bucket correctly.
         seconds, micros = await self._redis.time()
         allowed, tokens = await self._script(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from apps.search.text.sentences import split_sentences
+from apps.text.sentences import split_sentences
 
 TokenCounter = Callable[[str], int]
 

@@ -29,8 +29,8 @@ from apps.ingestion.documents import SourceDocument
 from apps.ingestion.errors import EmbeddingMismatchError, IngestError
 from apps.search.embeddings.base import EmbeddingProvider
 from apps.search.stores.base import Store
-from apps.search.text.analyzer import Analyzer
-from apps.search.text.language import detect_language
+from apps.text.analyzer import Analyzer
+from apps.text.language import detect_language
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,11 @@ class IngestionService:
         report = IngestReport()
         by_identity = {d.identity: d for d in documents}  # the same identity twice: the last one wins
         existing = await self._existing(set(by_identity))
-        changed = [d for d in by_identity.values() if existing.get(d.identity, ("", ""))[1] != d.checksum]
+        changed = [d for d in by_identity.values() if existing.get(d.identity, ("", "", 0))[1] != d.checksum]
         changed_ids = {d.identity for d in changed}
-        for identity, (doc_id, _) in existing.items():
+        for identity, (doc_id, _, chunk_count) in existing.items():
             if identity not in changed_ids:
-                report.outcomes.append(DocumentOutcome(doc_id, identity, "unchanged", 0))
+                report.outcomes.append(DocumentOutcome(doc_id, identity, "unchanged", chunk_count))
         report.unchanged = len(by_identity) - len(changed)
         if changed:
             await self.check_embedding_space()
@@ -184,18 +184,20 @@ class IngestionService:
         )
         return report
 
-    async def _existing(self, identities: set[str], conn: AsyncConnection | None = None) -> dict[str, tuple[str, str]]:
-        query = select(Document.external_id, Document.id, Document.checksum).where(
+    async def _existing(self, identities: set[str], conn: AsyncConnection | None = None,
+                        ) -> dict[str, tuple[str, str, int]]:
+        """identity → (document id, checksum, chunk count) of the documents already stored."""
+        query = select(Document.external_id, Document.id, Document.checksum, Document.chunk_count).where(
             Document.external_id.in_(bindparam("ids", expanding=True))
         )
         ids = sorted(identities)
-        found: dict[str, tuple[str, str]] = {}
+        found: dict[str, tuple[str, str, int]] = {}
         async with AsyncExitStack() as stack:
             if conn is None:
                 conn = await stack.enter_async_context(self.store.engine.connect())
             for start in range(0, len(ids), 500):  # stay under bind-parameter limits
                 for r in await conn.execute(query, {"ids": ids[start : start + 500]}):
-                    found[r.external_id] = (r.id, r.checksum)
+                    found[r.external_id] = (r.id, r.checksum, r.chunk_count)
         return found
 
     # A concurrent writer may insert the same identity between our check and insert (PostgreSQL);
@@ -207,9 +209,9 @@ class IngestionService:
             existing = await self._existing({d.source.identity for d in batch}, conn)
             for d in batch:
                 identity = d.source.identity
-                old_id, old_checksum = existing.get(identity, (None, None))
+                old_id, old_checksum, old_chunks = existing.get(identity, (None, None, 0))
                 if old_checksum == d.checksum and old_id is not None:
-                    outcomes.append(DocumentOutcome(old_id, identity, "unchanged", len(d.chunks)))
+                    outcomes.append(DocumentOutcome(old_id, identity, "unchanged", old_chunks))
                     continue
                 if d.vectors is None:  # changed by another writer since we looked: embed now
                     d.vectors = await self.embedder.embed_passages([c.embed_input for c in d.chunks])

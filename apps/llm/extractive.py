@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from apps.llm.base import ComposeRequest, Evidence, Generation, Usage
-from apps.search.text.analyzer import Analyzer
-from apps.search.text.sentences import split_sentences
+from apps.text.analyzer import Analyzer
+from apps.text.sentences import split_sentences
 
 MODEL = "extractive-v1"
 NOT_FOUND = {

@@ -5,17 +5,28 @@ from __future__ import annotations
 from apps.core.config import Settings
 from apps.llm.base import AnswerProvider
 from apps.llm.extractive import ExtractiveProvider
-from apps.search.text.analyzer import get_analyzer
+from apps.text.analyzer import Analyzer
 
 
 class ProviderUnavailableError(RuntimeError):
     pass
 
 
-def build_provider(settings: Settings, name: str | None = None) -> AnswerProvider:
+class ProviderFactory:
+    """Providers by name on the composition root's settings and analyser."""
+
+    def __init__(self, settings: Settings, analyzer: Analyzer) -> None:
+        self.settings = settings
+        self.analyzer = analyzer
+
+    def build(self, name: str | None = None) -> AnswerProvider:
+        return build_provider(self.settings, self.analyzer, name)
+
+
+def build_provider(settings: Settings, analyzer: Analyzer, name: str | None = None) -> AnswerProvider:
     name = name or settings.answer_provider
     if name == "extractive":
-        return ExtractiveProvider(get_analyzer())
+        return ExtractiveProvider(analyzer)
     if name == "gemini":
         if not settings.gemini_api_key:
             raise ProviderUnavailableError("the gemini provider needs GEMINI_API_KEY")
@@ -30,7 +41,7 @@ def build_provider(settings: Settings, name: str | None = None) -> AnswerProvide
         try:
             from apps.llm.local import LocalProvider
 
-            return LocalProvider(ExtractiveProvider(get_analyzer()), settings.local_model_path,
+            return LocalProvider(ExtractiveProvider(analyzer), settings.local_model_path,
                                  threads=settings.local_threads, max_tokens=settings.local_max_tokens)
         except ImportError as exc:
             raise ProviderUnavailableError(str(exc)) from None

@@ -15,7 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from apps.llm.base import ComposeRequest, Evidence, Generation, LLMError, Usage
 from apps.llm.prompts import compose_prompt, judge_prompt
-from apps.search.text.language import detect_language
+from apps.text.language import detect_language
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -45,7 +45,7 @@ ANALYSED_ROUTES = ("/api/v1/search", "/api/v1/answer", "/answer")
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: str  # pass | fail | breach | hold | idle
+    outcome: str  # pass | fail | breach | hold | idle
     reasons: list[str]
     canary: dict[str, Any] | None
     baseline: dict[str, Any] | None
@@ -110,7 +110,7 @@ class CanaryController:
 
     async def status(self) -> dict[str, Any]:
         config = self._flags.config(self.flag)
-        return {"flag": self.flag, "active": self._active(), "rollout_percentage": config.rollout,
+        return {"flag": self.flag, "active": self._active(), "rollout_fraction": config.rollout,
                 "leader": await leases.holder_of(self._engine, LEASE), "last_evaluation": await self.last()}
 
     async def tick(self) -> dict[str, Any] | None:
@@ -127,30 +127,30 @@ class CanaryController:
         previous = await self.last()
         failures = previous["consecutive_failures"] if previous else 0
         passes = (previous or {}).get("detail", {}).get("consecutive_passes", 0)
-        if verdict.verdict in ("fail", "breach"):
+        if verdict.outcome in ("fail", "breach"):
             failures, passes = failures + 1, 0
-        elif verdict.verdict == "pass":
+        elif verdict.outcome == "pass":
             failures, passes = 0, passes + 1
         action = "none"
-        if verdict.verdict == "breach" or failures >= self._settings.canary_max_failures:
+        if verdict.outcome == "breach" or failures >= self._settings.canary_max_failures:
             action = await self._rollback(verdict, failures)
-        elif verdict.verdict == "pass" and self._steps and passes >= self._settings.canary_promotion_intervals:
+        elif verdict.outcome == "pass" and self._steps and passes >= self._settings.canary_promotion_intervals:
             action = await self._promote()
             passes = 0 if action.startswith("promoted") else passes
         detail = {"reasons": verdict.reasons, "canary": verdict.canary, "baseline": verdict.baseline,
                   "consecutive_passes": passes, "window_s": self._settings.canary_window_s,
-                  "rollout_percentage": self._flags.config(self.flag).rollout}
+                  "rollout_fraction": self._flags.config(self.flag).rollout}
         async with write_transaction(self._engine) as conn:
             await conn.execute(CanaryEvaluation.__table__.insert().values(
-                flag=self.flag, at=utcnow(), verdict=verdict.verdict, action=action,
+                flag=self.flag, at=utcnow(), verdict=verdict.outcome, action=action,
                 consecutive_failures=failures if action != "rolled_back" else 0, detail=detail))
-        return {"verdict": verdict.verdict, "action": action, "consecutive_failures": failures, "detail": detail}
+        return {"verdict": verdict.outcome, "action": action, "consecutive_failures": failures, "detail": detail}
 
     async def _rollback(self, verdict: Verdict, failures: int) -> str:
         config = self._flags.config(self.flag)
         if config.rollout == 0:
             return "already_rolled_back"
-        why = f"automatic rollback ({verdict.verdict}, {failures} consecutive failures): " + "; ".join(verdict.reasons)
+        why = f"automatic rollback ({verdict.outcome}, {failures} consecutive failures): " + "; ".join(verdict.reasons)
         await self._flags.set(self.flag, actor=ACTOR, reason=why, rollout=0.0)
         log.critical("canary rolled back", extra={"flag": self.flag, "reason": why})
         if self._settings.canary_webhook_url:

@@ -27,7 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from apps.core import metrics
 from apps.core.config import environment_with_files
 from apps.core.db import write_transaction
-from apps.core.flags import FLAG_DEFINITIONS, FLAGS, FlagConfigError, env_flag_config, parse_rollout
+from apps.core.flags import (
+    FLAG_DEFINITIONS,
+    FLAGS,
+    RESERVED_FLAGS,
+    FlagConfigError,
+    env_flag_config,
+    parse_rollout,
+)
 from apps.core.hashing import BUCKETS, normalized_value
 from apps.core.models import FlagAudit, FlagOverride, utcnow
 from apps.core.periodic import Periodic
@@ -65,9 +72,15 @@ class FlagConfig:
     updated_at: datetime | None = None
     updated_by: str | None = None
 
-    def public(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "rollout_percentage": self.rollout, "user_ids": sorted(self.user_ids),
+    def snapshot(self) -> dict[str, Any]:
+        """Everything that decides the flag, allowlist members included: what the audit records."""
+        return {"enabled": self.enabled, "rollout_fraction": self.rollout, "user_ids": sorted(self.user_ids),
                 "kill": self.kill}
+
+    def view(self) -> dict[str, Any]:
+        """The flag as operators see it (API, /health, /debug, CLI): the allowlist's size, not its members."""
+        return {"enabled": self.enabled, "kill": self.kill, "source": self.source, "rollout_fraction": self.rollout,
+                "allowlist_size": len(self.user_ids)}
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,7 @@ def _apply_override(config: FlagConfig, row: Any) -> FlagConfig:
     return replace(
         config,
         enabled=row.enabled if row.enabled is not None else config.enabled,
-        rollout=row.rollout_percentage if row.rollout_percentage is not None else config.rollout,
+        rollout=row.rollout_fraction if row.rollout_fraction is not None else config.rollout,
         user_ids=frozenset(row.user_ids) if row.user_ids is not None else config.user_ids,
         kill=bool(row.kill), source="override", updated_at=row.updated_at, updated_by=row.updated_by,
     )
@@ -177,7 +190,7 @@ class FlagService:
         pipeline = evaluate(pipeline_config, context)
         flags = {name: self.is_enabled(name, context) for name in GATED_FLAGS}
         if pipeline_config.source == "default":
-            new = any(flags.values())
+            new = any(on for name, on in flags.items() if name not in RESERVED_FLAGS)
         else:
             new = pipeline.enabled
             metrics.FLAG_EVALUATIONS.labels(flag=PIPELINE_FLAG, result=str(new).lower()).inc()
@@ -239,7 +252,7 @@ class FlagService:
         if not reason.strip():
             raise FlagConfigError("a reason is required for every flag change")
         if rollout is not None:
-            rollout = parse_rollout(rollout, "rollout_percentage")
+            rollout = parse_rollout(rollout, "rollout_fraction")
         async with write_transaction(self._engine) as conn:
             row = (await conn.execute(select(FlagOverride).where(FlagOverride.name == name))).first()
             before = self._effective(name, row)
@@ -247,7 +260,7 @@ class FlagService:
                 enabled = True  # as in the environment: setting a share means "on for that share"
             values = {
                 "enabled": enabled if enabled is not None else (row.enabled if row else None),
-                "rollout_percentage": rollout if rollout is not None else (row.rollout_percentage if row else None),
+                "rollout_fraction": rollout if rollout is not None else (row.rollout_fraction if row else None),
                 "user_ids": sorted(set(user_ids)) if user_ids is not None else (row.user_ids if row else None),
                 "kill": kill if kill is not None else (bool(row.kill) if row else False),
                 "updated_by": actor, "updated_at": utcnow(),
@@ -258,7 +271,7 @@ class FlagService:
                 await conn.execute(FlagOverride.__table__.update().where(FlagOverride.name == name).values(**values))
             after = self._effective(name, _Row(name=name, **values))
             await conn.execute(FlagAudit.__table__.insert().values(
-                name=name, actor=actor, at=utcnow(), old=before.public(), new=after.public(), reason=reason))
+                name=name, actor=actor, at=utcnow(), old=before.snapshot(), new=after.snapshot(), reason=reason))
         await self.refresh(force=True)
         return self.config(name)
 
@@ -271,8 +284,8 @@ class FlagService:
             before = self._effective(name, row)
             await conn.execute(FlagOverride.__table__.delete().where(FlagOverride.name == name))
             await conn.execute(FlagAudit.__table__.insert().values(
-                name=name, actor=actor, at=utcnow(), old=before.public(),
-                new=self._env_configs[name].public(), reason=reason))
+                name=name, actor=actor, at=utcnow(), old=before.snapshot(),
+                new=self._env_configs[name].snapshot(), reason=reason))
         await self.refresh(force=True)
         return self.config(name)
 
@@ -299,7 +312,7 @@ class FlagService:
 class _Row:
     name: str
     enabled: bool | None
-    rollout_percentage: float | None
+    rollout_fraction: float | None
     user_ids: list[str] | None
     kill: bool
     updated_by: str

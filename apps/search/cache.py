@@ -12,9 +12,9 @@ import hashlib
 import json
 import logging
 import time
-from collections import OrderedDict
 from typing import Any, Protocol
 
+from cachetools import TLRUCache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.core.corpus_state import bump_generation, current_generation
@@ -32,22 +32,16 @@ class CacheBackend(Protocol):
 
 class LocalBackend:
     def __init__(self, max_entries: int = 2048) -> None:
-        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._max = max_entries
+        # Entries are (ttl_s, value); each expires ttl_s after it was stored, least recently used first out.
+        self._data: TLRUCache[str, tuple[int, str]] = TLRUCache(
+            maxsize=max_entries, ttu=lambda _key, item, now: now + item[0], timer=time.monotonic)
 
     async def get(self, key: str) -> str | None:
         item = self._data.get(key)
-        if item is None or item[0] < time.monotonic():
-            self._data.pop(key, None)
-            return None
-        self._data.move_to_end(key)
-        return item[1]
+        return item[1] if item is not None else None
 
     async def set(self, key: str, value: str, ttl_s: int) -> None:
-        self._data[key] = (time.monotonic() + ttl_s, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
+        self._data[key] = (ttl_s, value)
 
     async def clear(self) -> None:
         self._data.clear()

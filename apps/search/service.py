@@ -10,22 +10,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-
-from sqlalchemy import bindparam, text
+from dataclasses import replace
 
 from apps.core.config import Settings
+from apps.search.cache import SearchCache
 from apps.search.embeddings.base import EmbeddingProvider
 from apps.search.stores.base import Store
 from apps.search.strategies import BM25, DENSE, Strategy, build_strategies
-from apps.search.text.analyzer import Analyzer
 from apps.search.types import Hit, LegHit, SearchFilters, SearchResult
+from apps.text.analyzer import Analyzer
 
 log = logging.getLogger(__name__)
-
-_HYDRATE_SQL = text(
-    "SELECT c.id, c.document_id, c.text, d.title, d.source_url, d.taxonomy_path, d.external_id, d.language "
-    "FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN :ids"
-).bindparams(bindparam("ids", expanding=True))
 
 
 class UnknownStrategyError(ValueError):
@@ -37,8 +32,10 @@ class SearchUnavailableError(RuntimeError):
 
 
 class SearchService:
-    def __init__(self, store: Store, embedder: EmbeddingProvider, analyzer: Analyzer, settings: Settings) -> None:
+    def __init__(self, store: Store, embedder: EmbeddingProvider, analyzer: Analyzer, settings: Settings,
+                 cache: SearchCache | None = None) -> None:
         self.store = store
+        self.cache = cache
         self.embedder = embedder
         self.analyzer = analyzer
         self.settings = settings
@@ -47,6 +44,10 @@ class SearchService:
             raise UnknownStrategyError(
                 f"DEFAULT_STRATEGY {settings.default_strategy!r} is not one of {sorted(self.strategies)}"
             )
+
+    async def clear_cache(self) -> None:
+        if self.cache is not None:
+            await self.cache.clear()
 
     def resolve(self, name: str | None) -> Strategy:
         name = name or self.settings.default_strategy
@@ -86,11 +87,26 @@ class SearchService:
         filters: SearchFilters | None = None,
         strategy: str | None = None,
         prefetched: dict[str, list[LegHit]] | None = None,
+        cacheable: bool = False,
     ) -> SearchResult:
-        """`prefetched` holds legs already run for this query, filters and top_k (see `first_look`)."""
-        start = time.perf_counter()
+        """`prefetched` holds legs already run for this query, filters and top_k (see `first_look`).
+        `cacheable` results come from and go to the search cache (a bandit decision never does: it must
+        be drawn and logged)."""
         chosen = self.resolve(strategy)
         filters = filters or SearchFilters()
+        if not (cacheable and self.cache is not None and self.cache.enabled):
+            return await self._search(query, top_k, filters, chosen, prefetched)
+        key = await self.cache.key(q=query, top_k=top_k, filters=filters, strategy=chosen.name)
+        cached = await self.cache.get(key)
+        if cached is not None:
+            return replace(cached, cached=True)
+        result = await self._search(query, top_k, filters, chosen, prefetched)
+        await self.cache.put(key, result)
+        return result
+
+    async def _search(self, query: str, top_k: int, filters: SearchFilters, chosen: Strategy,
+                      prefetched: dict[str, list[LegHit]] | None) -> SearchResult:
+        start = time.perf_counter()
         depth = self.depth(top_k)
         timings: dict[str, float] = {}
         runners = {BM25: self._bm25_leg, DENSE: self._dense_leg}
@@ -132,8 +148,7 @@ class SearchService:
         positions = {
             leg: {h.chunk_id: (rank, h.score) for rank, h in enumerate(hits, start=1)} for leg, hits in legs.items()
         }
-        async with self.store.engine.connect() as conn:
-            rows = {r.id: r for r in await conn.execute(_HYDRATE_SQL, {"ids": [cid for cid, _ in ranked]})}
+        rows = await self.store.hydrate([cid for cid, _ in ranked])
         hits = []
         for chunk_id, score in ranked:
             row = rows.get(chunk_id)
@@ -142,7 +157,7 @@ class SearchService:
             hits.append(
                 Hit(
                     chunk_id=chunk_id,
-                    doc_id=row.document_id,
+                    doc_id=row.doc_id,
                     score=score,
                     text=row.text,
                     title=row.title,

@@ -26,10 +26,6 @@ class Strategy:
     fuse: Fuser
     description: str
 
-    @property
-    def needs_embedding(self) -> bool:
-        return DENSE in self.legs
-
 
 def _single(leg: str) -> Fuser:
     return lambda legs: {h.chunk_id: h.score for h in legs.get(leg, [])}

@@ -19,6 +19,18 @@ class SearchFilters:
 
 
 @dataclass(frozen=True)
+class ChunkRecord:
+    chunk_id: int
+    doc_id: str
+    text: str
+    title: str
+    source_url: str | None
+    taxonomy_path: str
+    external_id: str | None
+    language: str
+
+
+@dataclass(frozen=True)
 class LegHit:
     chunk_id: int
     score: float
@@ -48,3 +60,4 @@ class SearchResult:
     degraded: bool = False
     degraded_reasons: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cached: bool = False

@@ -11,6 +11,7 @@ import httpx
 from apps.api.main import create_app
 from apps.core.api_keys import Scope
 from apps.core.config import Settings
+from apps.runtime import Runtime
 
 
 @dataclass
@@ -23,8 +24,8 @@ class Api:
         return {"X-API-Key": self.keys[scope]}
 
     @property
-    def services(self):
-        return self.app.state.services  # type: ignore[attr-defined]
+    def runtime(self) -> Runtime:
+        return self.app.state.runtime  # type: ignore[attr-defined]
 
 
 @asynccontextmanager
@@ -33,7 +34,7 @@ async def api_client(settings: Settings) -> AsyncIterator[Api]:
     async with app.router.lifespan_context(app):
         keys = {}
         for scope in Scope:
-            _, keys[scope.name] = await app.state.services.keys.create(scope, name=f"test-{scope.name}")
+            _, keys[scope.name] = await app.state.runtime.keys.create(scope, name=f"test-{scope.name}")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client, app, keys)

@@ -10,11 +10,11 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from apps.api.deps import ReadKey, ServicesDep
+from apps.api.deps import ReadKey, RuntimeDep
 from apps.api.routers.search import to_filters
 from apps.api.schemas import NonBlank, SearchFiltersIn
 from apps.llm.factory import ProviderUnavailableError
-from apps.orchestration.src.langgraph_pipeline import AnswerRequest
+from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
 
 router = APIRouter(tags=["answer"])
 
@@ -31,64 +31,22 @@ class AnswerIn(BaseModel):
     stream: bool = False
 
 
-class SourceOut(BaseModel):
-    chunk_id: int
-    doc_id: str
-    title: str
-    source_url: str | None
-    snippet: str
-
-
-class CitationOut(BaseModel):
-    sentence: str
-    chunk_ids: list[int]
-    support: float
-
-
-class AnswerOut(BaseModel):
-    question: str
-    answer: str
-    sources: list[SourceOut]
-    citations: list[CitationOut]
-    confidence: float
-    validation: dict[str, Any]
-    model: str
-    provider: str
-    language: str
-    question_type: str
-    strategy: str | None
-    usage: dict[str, Any]
-    timings_ms: dict[str, float]
-    degraded: bool
-    degraded_nodes: list[dict[str, str]]
-    request_id: str
-
-
-def _llm_usage(result: dict[str, Any]) -> dict[str, Any]:
-    if result["provider"] == "none":
-        return {}
-    usage = result["usage"]
-    return {"llm_provider": result["provider"], "llm_model": result["model"],
-            "llm_input_tokens": usage["input_tokens"], "llm_output_tokens": usage["output_tokens"],
-            "llm_cost_usd": usage["cost_usd"], "llm_ms": result["timings_ms"].get("compose")}
-
-
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-@router.post("/answer", response_model=AnswerOut, summary="Answer a question from the documents, with citations",
+@router.post("/answer", response_model=AnswerResponse, summary="Answer a question from the documents, with citations",
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "JSON, or with stream=true Server-Sent Events: `token` events, then `final`"}})
-async def answer(body: AnswerIn, request: Request, services: ServicesDep, _: ReadKey) -> Any:
-    pipelines = services.pipelines
+async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, _: ReadKey) -> Any:
+    pipelines = runtime.pipelines
     try:
         pipeline = pipelines.get(body.provider)
     except ProviderUnavailableError as exc:
         raise HTTPException(422, str(exc)) from None
     if body.strategy is not None:
         try:
-            services.runtime.search.resolve(body.strategy)
+            runtime.search.resolve(body.strategy)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
     filters = to_filters(body.filters)
@@ -98,9 +56,9 @@ async def answer(body: AnswerIn, request: Request, services: ServicesDep, _: Rea
                          variant=assignment.variant)
     if not body.stream:
         result = await pipeline.execute(call)
-        request.state.strategy = result["strategy"]
-        request.state.quality = result["confidence"]
-        request.state.llm = _llm_usage(result)
+        request.state.strategy = result.strategy
+        request.state.quality = result.confidence
+        request.state.llm = result.llm_usage()
         return result
 
     async def events() -> AsyncIterator[str]:
@@ -110,7 +68,7 @@ async def answer(body: AnswerIn, request: Request, services: ServicesDep, _: Rea
             elif "reset" in event:
                 yield _sse("reset", {})
             elif "final" in event:
-                yield _sse("final", event["final"])
+                yield _sse("final", event["final"].model_dump(mode="json"))
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

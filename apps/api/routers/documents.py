@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
-from apps.api.deps import ReadKey, ServicesDep, WriteKey
+from apps.api.deps import ReadKey, RuntimeDep, SessionDep, WriteKey
 from apps.api.schemas import ChunkOut, DocumentIn, DocumentOut, DocumentPage, IngestOut, TaxonomyNode
-from apps.core.models import Chunk, Document, IdempotencyKey, utcnow
+from apps.core.idempotency import IdempotencyConflictError, StoredResponse
+from apps.core.models import Document
+from apps.ingestion import catalog
 from apps.ingestion.documents import SourceDocument
 from apps.ingestion.errors import EmbeddingMismatchError, IngestError
 from apps.ingestion.loaders import SUPPORTED_SUFFIXES, load_bytes
@@ -113,129 +113,79 @@ async def _parse(request: Request, max_bytes: int) -> tuple[SourceDocument, str]
 async def create_document(
     request: Request,
     response: Response,
-    services: ServicesDep,
+    runtime: RuntimeDep,
     key: WriteKey,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Any:
-    settings = services.runtime.settings
-    document, request_hash = await _parse(request, settings.max_document_bytes)
-    engine = services.runtime.engine
+    document, request_hash = await _parse(request, runtime.settings.max_document_bytes)
     if idempotency_key:
-        async with AsyncSession(engine) as session:
-            previous = await session.get(IdempotencyKey, (key.id, idempotency_key))
+        try:
+            previous = await runtime.idempotency.replay(key.id, idempotency_key, request_hash)
+        except IdempotencyConflictError as exc:
+            raise HTTPException(422, str(exc)) from None
         if previous is not None:
-            if previous.request_hash != request_hash:
-                raise HTTPException(422, "Idempotency-Key was already used with a different request body")
             response.status_code = previous.status_code
             response.headers["Idempotent-Replayed"] = "true"
-            return previous.response
+            return previous.body
     try:
-        report = await services.runtime.ingestion.ingest([document])
+        report = await runtime.ingestion.ingest([document])
     except IngestError as exc:
         raise HTTPException(422, str(exc)) from None
     except EmbeddingMismatchError as exc:
         raise HTTPException(409, str(exc)) from None
     outcome = report.outcomes[0]
-    chunks = outcome.chunks or await _chunk_count(services, outcome.document_id)
-    result = IngestOut(document_id=outcome.document_id, status=outcome.status, chunks=chunks)  # type: ignore[arg-type]
+    result = IngestOut(document_id=outcome.document_id, status=outcome.status,  # type: ignore[arg-type]
+                       chunks=outcome.chunks)
     response.status_code = 201 if outcome.status == "created" else 200
     if idempotency_key:
-        try:
-            async with engine.begin() as conn:
-                await conn.execute(insert(IdempotencyKey).values(
-                    scope=key.id, key=idempotency_key, request_hash=request_hash,
-                    status_code=response.status_code, response=result.model_dump(), created_at=utcnow(),
-                ))
-        except IntegrityError:
-            pass  # a concurrent retry recorded it first; ingestion deduplicated the document anyway
+        await runtime.idempotency.record(key.id, idempotency_key, request_hash,
+                                         StoredResponse(response.status_code, result.model_dump()))
     return result
-
-
-async def _chunk_count(services, document_id: str) -> int:
-    async with services.runtime.engine.connect() as conn:
-        return int((await conn.execute(select(Document.chunk_count).where(Document.id == document_id))).scalar_one())
-
-
-def _document_out(d: Document) -> DocumentOut:
-    return DocumentOut(
-        id=d.id, external_id=d.external_id, title=d.title, source_url=d.source_url, content_type=d.content_type,
-        checksum=d.checksum, language=d.language, taxonomy_path=d.taxonomy_path, metadata=d.metadata_ or {},
-        chunk_count=d.chunk_count, token_count=d.token_count, created_at=d.created_at, updated_at=d.updated_at,
-    )
 
 
 @router.get("/documents", response_model=DocumentPage, summary="List documents, newest first")
 async def list_documents(
-    services: ServicesDep,
+    session: SessionDep,
     _: ReadKey,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     language: Annotated[str | None, Query(pattern="^(en|ko)$")] = None,
     taxonomy_path: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> DocumentPage:
-    query = select(Document)
-    if language:
-        query = query.where(Document.language == language)
-    if taxonomy_path:
-        path = "/".join(s for s in taxonomy_path.split("/") if s)
-        query = query.where((Document.taxonomy_path == path) | Document.taxonomy_path.startswith(path + "/", autoescape=True))
-    async with AsyncSession(services.runtime.engine) as session:
-        total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-        rows = (await session.execute(
-            query.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset)
-        )).scalars().all()
-    return DocumentPage(items=[_document_out(d) for d in rows], total=total, limit=limit, offset=offset)
+    page = await catalog.page(session, limit, offset, language, taxonomy_path)
+    return DocumentPage(items=[_document_out(d) for d in page.items], total=page.total, limit=limit, offset=offset)
 
 
-async def _get(services, document_id: str) -> Document:
-    async with AsyncSession(services.runtime.engine) as session:
-        doc = await session.get(Document, document_id)
+def _document_out(d: Document) -> DocumentOut:
+    return DocumentOut.model_validate({**{c: getattr(d, c) for c in DocumentOut.model_fields if c != "metadata"},
+                                       "metadata": d.metadata_ or {}})
+
+
+async def _get(session: AsyncSession, document_id: str) -> Document:
+    doc = await catalog.get(session, document_id)
     if doc is None:
         raise HTTPException(404, f"no document with id {document_id!r}")
     return doc
 
 
 @router.get("/documents/{document_id}", response_model=DocumentOut, summary="One document's metadata")
-async def get_document(document_id: str, services: ServicesDep, _: ReadKey) -> DocumentOut:
-    return _document_out(await _get(services, document_id))
+async def get_document(document_id: str, session: SessionDep, _: ReadKey) -> DocumentOut:
+    return _document_out(await _get(session, document_id))
 
 
 @router.get("/documents/{document_id}/chunks", response_model=list[ChunkOut], summary="A document's chunks in order")
-async def get_chunks(document_id: str, services: ServicesDep, _: ReadKey) -> list[ChunkOut]:
-    await _get(services, document_id)
-    async with services.runtime.engine.connect() as conn:
-        rows = (await conn.execute(
-            select(Chunk.id, Chunk.ordinal, Chunk.text, Chunk.token_count, Chunk.language)
-            .where(Chunk.document_id == document_id).order_by(Chunk.ordinal)
-        )).all()
-    return [ChunkOut(id=r.id, ordinal=r.ordinal, text=r.text, token_count=r.token_count, language=r.language) for r in rows]
+async def get_chunks(document_id: str, session: SessionDep, _: ReadKey) -> list[ChunkOut]:
+    await _get(session, document_id)
+    return [ChunkOut.model_validate(c, from_attributes=True) for c in await catalog.chunks(session, document_id)]
 
 
 @router.delete("/documents/{document_id}", status_code=204, summary="Delete a document with its chunks and vectors")
-async def delete_document(document_id: str, services: ServicesDep, _: WriteKey) -> Response:
-    if not await services.runtime.ingestion.delete(document_id):
+async def delete_document(document_id: str, runtime: RuntimeDep, _: WriteKey) -> Response:
+    if not await runtime.ingestion.delete(document_id):
         raise HTTPException(404, f"no document with id {document_id!r}")
     return Response(status_code=204)
 
 
 @router.get("/taxonomy/tree", response_model=list[TaxonomyNode], summary="Taxonomy with document counts")
-async def taxonomy_tree(services: ServicesDep, _: ReadKey) -> list[TaxonomyNode]:
-    async with services.runtime.engine.connect() as conn:
-        rows = (await conn.execute(
-            select(Document.taxonomy_path, func.count()).group_by(Document.taxonomy_path)
-        )).all()
-    root = TaxonomyNode(name="", path="", document_count=0)
-    index: dict[str, TaxonomyNode] = {"": root}
-    for path, count in sorted(rows, key=lambda r: r[0]):
-        root.document_count += count
-        prefix = ""
-        for segment in [s for s in path.split("/") if s]:
-            prefix = f"{prefix}/{segment}" if prefix else segment
-            node = index.get(prefix)
-            if node is None:
-                node = TaxonomyNode(name=segment, path=prefix, document_count=0)
-                index[prefix.rsplit("/", 1)[0] if "/" in prefix else ""].children.append(node)
-                index[prefix] = node
-            node.document_count += count  # a node counts its subtree
-    return root.children + ([TaxonomyNode(name="(none)", path="", document_count=sum(
-        c for p, c in rows if not p))] if any(not p for p, _ in rows) else [])
+async def taxonomy_tree(session: SessionDep, _: ReadKey) -> list[TaxonomyNode]:
+    return [TaxonomyNode.model_validate(n, from_attributes=True) for n in await catalog.taxonomy(session)]

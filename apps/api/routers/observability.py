@@ -8,13 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select
 
-from apps.api.deps import ServicesDep, require
+from apps.api.deps import RuntimeDep, require
 from apps.core import metrics
 from apps.core.api_keys import Scope
 from apps.core.config import Environment
-from apps.core.models import QValue
+from apps.core.redaction import redact_setting
 
 router = APIRouter(tags=["observability"])
 
@@ -26,17 +25,15 @@ _CANARY_STATES = {"idle": 0, "pass": 1, "hold": 2, "fail": 3, "breach": 4}
 _Minutes = Annotated[float | None, Query(gt=0, le=60 * 24 * 7, description="window; implies the JSON view")]
 
 
-async def _guard(request: Request, services: Any) -> None:
-    if services.runtime.settings.metrics_require_key:
-        await require(Scope.read)(request, services, request.headers.get("x-api-key"))
+async def _guard(request: Request, runtime: Any) -> None:
+    if runtime.settings.metrics_require_key:
+        await require(Scope.read)(runtime, request.headers.get("x-api-key"))
 
 
-async def _database_gauges(services: Any) -> dict[str, tuple[str, list[tuple[dict[str, str], float]]]]:
-    runtime = services.runtime
-    async with runtime.engine.connect() as conn:
-        states = (await conn.execute(select(func.count(func.distinct(QValue.state))))).scalar_one()
+async def _database_gauges(runtime: Any) -> dict[str, tuple[str, list[tuple[dict[str, str], float]]]]:
+    states = len((await runtime.bandit.learner.refresh()).stats)
     replay = await runtime.bandit.replay.size()
-    canary = await services.canary.status()
+    canary = await runtime.canary.status()
     last = canary["last_evaluation"] or {}
     verdict = last.get("verdict", "idle") if canary["active"] else "idle"
     flag = {"flag": canary["flag"]}
@@ -46,20 +43,20 @@ async def _database_gauges(services: Any) -> dict[str, tuple[str, list[tuple[dic
         "canary_state": ("Canary verdict: 0 idle, 1 pass, 2 hold, 3 fail, 4 breach", [(flag, _CANARY_STATES[verdict])]),
         "canary_consecutive_failures": ("Consecutive failing canary evaluations",
                                         [(flag, last.get("consecutive_failures", 0))]),
-        "canary_rollout_ratio": ("Current rollout of the canary flag", [(flag, canary["rollout_percentage"])]),
+        "canary_rollout_ratio": ("Current rollout of the canary flag", [(flag, canary["rollout_fraction"])]),
     }
 
 
 @router.get("/metrics", summary="Prometheus metrics; JSON by variant with Accept: application/json or ?minutes=")
-async def prometheus(request: Request, services: ServicesDep, minutes: _Minutes = None) -> Response:
-    await _guard(request, services)
+async def prometheus(request: Request, runtime: RuntimeDep, minutes: _Minutes = None) -> Response:
+    await _guard(request, runtime)
     if minutes is not None or "application/json" in request.headers.get("accept", ""):
-        return JSONResponse(await _variant_view(services, minutes or 60))
-    return Response(metrics.render(await _database_gauges(services)), media_type=CONTENT_TYPE_LATEST)
+        return JSONResponse(await _variant_view(runtime, minutes or 60))
+    return Response(metrics.render(await _database_gauges(runtime)), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _variant_view(services: Any, minutes: float) -> dict[str, Any]:
-    by_variant = await services.request_log.by_variant(minutes)
+async def _variant_view(runtime: Any, minutes: float) -> dict[str, Any]:
+    by_variant = await runtime.request_log.by_variant(minutes)
     return {
         "window_minutes": minutes,
         "requests_by_pipeline_type": {v: s["requests"] for v, s in by_variant.items()},
@@ -68,7 +65,7 @@ async def _variant_view(services: Any, minutes: float) -> dict[str, Any]:
                                   for v, s in by_variant.items()},
         "mean_latency_ms_by_variant": {v: s["latency_ms"]["mean"] for v, s in by_variant.items()},
         "quality_by_variant": {v: s["quality"] for v, s in by_variant.items()},
-        "canary": await services.canary.status(),
+        "canary": await runtime.canary.status(),
     }
 
 
@@ -77,12 +74,12 @@ def _level(value: float, warning: float, critical: float) -> str:
 
 
 @router.get("/metrics/health", summary="healthy / warning / critical from error rate, latency and LLM latency")
-async def metrics_health(request: Request, services: ServicesDep,
+async def metrics_health(request: Request, runtime: RuntimeDep,
                          minutes: Annotated[float, Query(gt=0, le=60 * 24 * 7)] = 15) -> dict[str, Any]:
-    await _guard(request, services)
-    window = await services.request_log.window(minutes)
+    await _guard(request, runtime)
+    window = await runtime.request_log.window(minutes)
     total = window["total"]
-    llm = await services.request_log.llm_usage(minutes)
+    llm = await runtime.request_log.llm_usage(minutes)
     llm_requests = sum(r["requests"] for r in llm)
     llm_ms = sum(r["mean_latency_ms"] * r["requests"] for r in llm) / llm_requests if llm_requests else 0.0
     checks = {
@@ -103,29 +100,17 @@ async def metrics_health(request: Request, services: ServicesDep,
 
 
 @router.get("/metrics/llm-cost", summary="LLM tokens and cost by provider, model and variant")
-async def llm_cost(request: Request, services: ServicesDep,
+async def llm_cost(request: Request, runtime: RuntimeDep,
                    minutes: Annotated[float, Query(gt=0, le=60 * 24 * 31)] = 1440) -> dict[str, Any]:
-    await _guard(request, services)
-    rows = await services.request_log.llm_usage(minutes)
+    await _guard(request, runtime)
+    rows = await runtime.request_log.llm_usage(minutes)
     return {"window_minutes": minutes, "total_cost_usd": round(sum(r["cost_usd"] for r in rows), 6),
             "total_tokens": sum(r["input_tokens"] + r["output_tokens"] for r in rows), "by_model": rows}
 
 
-_SECRET_WORDS = ("key", "secret", "password", "token")
-
-
-def _redact(name: str, value: Any) -> Any:
-    if value and any(w in name for w in _SECRET_WORDS):
-        return "***"
-    if isinstance(value, str) and "://" in value and "@" in value:  # credentials inside URLs
-        scheme, rest = value.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return value
-
-
 @router.get("/debug", summary="Effective settings (secrets redacted), flags, providers, dependencies; not in production")
-async def debug(request: Request, services: ServicesDep) -> dict[str, Any]:
-    settings = services.runtime.settings
+async def debug(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    settings = runtime.settings
     if settings.environment is Environment.production:
         raise HTTPException(404, "GET /debug is disabled in production")
     providers = {
@@ -135,14 +120,13 @@ async def debug(request: Request, services: ServicesDep) -> dict[str, Any]:
         # Checked without loading the model: that takes seconds and memory.
         "local": "available" if find_spec("xllamacpp") else "unavailable: the local-llm extra is not installed",
     }
-    flags = services.runtime.flags
+    flags = runtime.flags
     return {
-        "settings": {k: _redact(k, v) for k, v in settings.model_dump(mode="json").items()},
-        "flags": {name: {**c.public(), "user_ids": len(c.user_ids), "source": c.source}
-                  for name, c in flags.configs().items()},
+        "settings": {k: redact_setting(k, v) for k, v in settings.model_dump(mode="json").items()},
+        "flags": {name: c.view() for name, c in flags.configs().items()},
         "providers": providers,
-        "dependencies": {"database": settings.backend, "redis": "configured" if services.redis else "not_configured"},
-        "canary": await services.canary.status(),
-        "bandit": {"arms": list(services.runtime.bandit.learner.arms),
-                   "policy_version": services.runtime.bandit.learner.version},
+        "dependencies": {"database": settings.backend, "redis": "configured" if runtime.redis else "not_configured"},
+        "canary": await runtime.canary.status(),
+        "bandit": {"arms": list(runtime.bandit.learner.arms),
+                   "policy_version": runtime.bandit.learner.version},
     }

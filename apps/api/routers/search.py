@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
-from apps.api.deps import ReadKey, ServicesDep
+from apps.api.deps import ReadKey, RuntimeDep
 from apps.api.schemas import BanditOut, HitOut, SearchFiltersIn, SearchRequest, SearchResponse
 from apps.search.service import SearchUnavailableError, UnknownStrategyError
 from apps.search.types import SearchFilters
@@ -25,34 +25,22 @@ def to_filters(f: SearchFiltersIn | None) -> SearchFilters:
 
 @router.post("/search", response_model=SearchResponse, summary="Hybrid search over the corpus")
 @router.post("/search/", response_model=SearchResponse, include_in_schema=False)
-async def search(body: SearchRequest, request: Request, services: ServicesDep, _: ReadKey) -> SearchResponse:
-    runtime = services.runtime
+async def search(body: SearchRequest, request: Request, runtime: RuntimeDep, _: ReadKey) -> SearchResponse:
     try:
         strategy = runtime.search.resolve(body.strategy).name if body.strategy else None
     except UnknownStrategyError as exc:
         raise HTTPException(422, str(exc)) from None
-    filters = to_filters(body.filters)
     assignment = request.state.assignment
-    use_bandit = strategy is None and assignment.flags["soft_q_bandit"]
-    # A bandit request is a logged decision, never a cache hit; fixed strategies are cacheable.
-    key = None if use_bandit or not services.cache.enabled else await services.cache.key(
-        q=body.q, top_k=body.final_topk, filters=filters, strategy=strategy or runtime.settings.default_strategy)
-    result = await services.cache.get(key) if key else None
-    cached = result is not None
-    decision = None
-    if result is None:
-        try:
-            retrieval = await runtime.bandit.retrieve(
-                body.q, body.final_topk, filters, request_id=request.state.request_id, endpoint="search",
-                strategy=strategy, use_bandit=use_bandit, replay=assignment.flags["experience_replay"],
-                variant=assignment.variant,
-            )
-        except SearchUnavailableError as exc:
-            raise HTTPException(503, f"search is unavailable: {exc}") from None
-        result, decision = retrieval.result, retrieval.decision
-        runtime.bandit.commit(decision)
-        if key:
-            await services.cache.put(key, result)
+    try:
+        retrieval = await runtime.bandit.retrieve(
+            body.q, body.final_topk, to_filters(body.filters), request_id=request.state.request_id,
+            endpoint="search", strategy=strategy, use_bandit=strategy is None and assignment.flags["soft_q_bandit"],
+            replay=assignment.flags["experience_replay"], variant=assignment.variant,
+        )
+    except SearchUnavailableError as exc:
+        raise HTTPException(503, f"search is unavailable: {exc}") from None
+    result, decision = retrieval.result, retrieval.decision
+    runtime.bandit.commit(decision)
     request.state.strategy = result.strategy
     return SearchResponse(
         hits=[HitOut(chunk_id=h.chunk_id, doc_id=h.doc_id, score=h.score, text=h.text, title=h.title,
@@ -63,7 +51,7 @@ async def search(body: SearchRequest, request: Request, services: ServicesDep, _
         total_candidates=result.total_candidates,
         degraded=result.degraded,
         degraded_reasons=result.degraded_reasons,
-        cached=cached,
+        cached=result.cached,
         pipeline_variant=assignment.variant,
         bandit=BanditOut(state=decision.state, probabilities=decision.probabilities,
                          policy_version=decision.policy_version) if decision else None,

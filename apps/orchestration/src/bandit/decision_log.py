@@ -42,10 +42,6 @@ class Decision:
     implicit_reward: float | None = None
     created_at: datetime = field(default_factory=utcnow)
 
-    @property
-    def propensity(self) -> float:
-        return self.probabilities.get(self.action, 0.0)
-
 
 class DecisionLog:
     def __init__(self, engine: AsyncEngine, flush_interval_s: float = 0.2) -> None:

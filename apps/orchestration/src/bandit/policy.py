@@ -15,17 +15,17 @@ PRIOR_WEIGHT = 10
 @dataclass(frozen=True)
 class ArmStats:
     q: float  # estimated reward
-    q2: float  # estimated second moment of the reward
-    n: int  # updates applied (replays re-apply experiences)
-    m: int  # distinct experiences behind them: what the uncertainty rests on
+    q_squared: float  # estimated second moment of the reward
+    updates: int  # updates applied (replays re-apply experiences)
+    experiences: int  # distinct experiences behind them: what the uncertainty rests on
 
     @property
     def standard_error(self) -> float:
-        if self.m < 1:
+        if self.experiences < 1:
             return math.inf
-        sample = max(self.q2 - self.q * self.q, 0.0)
-        variance = (self.m * sample + PRIOR_WEIGHT * PRIOR_VARIANCE) / (self.m + PRIOR_WEIGHT)
-        return math.sqrt(variance / self.m)
+        sample = max(self.q_squared - self.q * self.q, 0.0)
+        variance = (self.experiences * sample + PRIOR_WEIGHT * PRIOR_VARIANCE) / (self.experiences + PRIOR_WEIGHT)
+        return math.sqrt(variance / self.experiences)
 
 
 def soft_value(q: Sequence[float], temperature: float) -> float:
@@ -70,14 +70,14 @@ def conservative_greedy(stats: Sequence[ArmStats | None], baseline: int | None, 
     Per-query rewards vary far more than arms differ, so plain argmax on a few dozen samples often
     prefers a worse arm by chance; the baseline is the benchmarked best fixed strategy.
     """
-    known = [(i, s) for i, s in enumerate(stats) if s is not None and s.n > 0]
+    known = [(i, s) for i, s in enumerate(stats) if s is not None and s.updates > 0]
     if not known:
         return baseline if baseline is not None else 0
     best, best_stats = max(known, key=lambda kv: (kv[1].q, -kv[0]))
     if baseline is None or best == baseline:
         return best
     base = stats[baseline]
-    if base is None or base.m == 0:
+    if base is None or base.experiences == 0:
         return baseline  # the default was never tried here: nothing shows anything beats it
     margin = z * math.sqrt(best_stats.standard_error**2 + base.standard_error**2)
     return best if best_stats.q - base.q > margin else baseline

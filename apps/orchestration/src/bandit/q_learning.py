@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from apps.core.composition import process_runtime
 from apps.core.db import write_transaction
 from apps.core.hashing import unit_draw
 from apps.core.models import BanditPolicy, QValue, ReplayExperience, utcnow
@@ -27,17 +28,18 @@ from apps.orchestration.src.bandit.storage import EngineHolder
 DEFAULT_ARMS = ("bm25", "dense", "hybrid_rrf", "hybrid_cc")
 
 _UPDATE_SQL = text("""
-INSERT INTO q_values (policy, state, action, q, q2, n, m, updated_at)
+INSERT INTO q_values (policy, state, action, q, q_squared, updates, experiences, updated_at)
 VALUES (:policy, :state, :action, CAST(:target AS float8), CAST(:target2 AS float8), 1, :fresh, :now)
 ON CONFLICT (policy, state, action) DO UPDATE SET
-    q = q_values.q + (CASE WHEN CAST(1 AS float8) / (q_values.n + 1) > CAST(:alpha AS float8)
-                      THEN CAST(1 AS float8) / (q_values.n + 1) ELSE CAST(:alpha AS float8) END)
+    q = q_values.q + (CASE WHEN CAST(1 AS float8) / (q_values.updates + 1) > CAST(:alpha AS float8)
+                      THEN CAST(1 AS float8) / (q_values.updates + 1) ELSE CAST(:alpha AS float8) END)
                      * (excluded.q - q_values.q),
-    q2 = q_values.q2 + (CASE WHEN CAST(1 AS float8) / (q_values.n + 1) > CAST(:alpha AS float8)
-                        THEN CAST(1 AS float8) / (q_values.n + 1) ELSE CAST(:alpha AS float8) END)
-                       * (excluded.q2 - q_values.q2),
-    n = q_values.n + 1,
-    m = q_values.m + excluded.m,
+    q_squared = q_values.q_squared
+                + (CASE WHEN CAST(1 AS float8) / (q_values.updates + 1) > CAST(:alpha AS float8)
+                   THEN CAST(1 AS float8) / (q_values.updates + 1) ELSE CAST(:alpha AS float8) END)
+                  * (excluded.q_squared - q_values.q_squared),
+    updates = q_values.updates + 1,
+    experiences = q_values.experiences + excluded.experiences,
     updated_at = excluded.updated_at
 """)
 
@@ -66,8 +68,8 @@ class Snapshot:
         for arms in self.stats.values():
             for arm, s in arms.items():
                 acc = sums.setdefault(arm, [0.0, 0.0])
-                acc[0] += s.q * s.m
-                acc[1] += s.m
+                acc[0] += s.q * s.experiences
+                acc[1] += s.experiences
         self.priors = {arm: total / m for arm, (total, m) in sums.items() if m > 0}
 
 
@@ -122,18 +124,22 @@ class SoftQLearning(EngineHolder):
         return self._snapshot
 
     async def _load(self, conn: AsyncConnection) -> Snapshot:
-        rows = await conn.execute(select(QValue.state, QValue.action, QValue.q, QValue.q2, QValue.n, QValue.m)
-                                  .where(QValue.policy == self.policy))
+        rows = await conn.execute(select(QValue.state, QValue.action, QValue.q, QValue.q_squared, QValue.updates,
+                                         QValue.experiences).where(QValue.policy == self.policy))
         stats: dict[str, dict[str, pol.ArmStats]] = {}
-        for state, action, q, q2, n, m in rows:
-            stats.setdefault(state, {})[action] = pol.ArmStats(float(q), float(q2), int(n), int(m))
+        for state, action, q, q_squared, updates, experiences in rows:
+            stats.setdefault(state, {})[action] = pol.ArmStats(float(q), float(q_squared), int(updates),
+                                                               int(experiences))
         version = (await conn.execute(select(BanditPolicy.version).where(BanditPolicy.name == self.policy))
                    ).scalar_one_or_none()
         return Snapshot(stats, int(version or 0), time.monotonic())
 
-    def _current(self) -> Snapshot:
-        if self._snapshot.loaded_at < 0:
-            self._snapshot = self.read_blocking(self._load) or self._snapshot
+    def _current(self, max_age_s: float | None = None) -> Snapshot:
+        """The snapshot, read synchronously if none was loaded yet (or it is older than max_age_s).
+        Serving code awaits `refresh()` first, so it never blocks here."""
+        age = time.monotonic() - self._snapshot.loaded_at
+        if self._snapshot.loaded_at < 0 or (max_age_s is not None and age > max_age_s):
+            self._snapshot = self.read_blocking(self._load)
         return self._snapshot
 
     @property
@@ -144,8 +150,8 @@ class SoftQLearning(EngineHolder):
     def q_table(self) -> dict[str, list[float]]:
         """state → learned Q-values in arm order; 0.0 where an arm has no update in that state yet
         (selection fills those from the arm's prior, see `get_q_values`)."""
-        return {state: [s.q if s is not None else 0.0 for s in self.stats(state)]
-                for state in sorted(self._current().stats)}
+        snapshot = self._current(max_age_s=self.refresh_s)
+        return {state: [s.q if s is not None else 0.0 for s in self.stats(state)] for state in sorted(snapshot.stats)}
 
     def stats(self, state: str) -> list[pol.ArmStats | None]:
         seen = self._current().stats.get(state, {})
@@ -164,10 +170,10 @@ class SoftQLearning(EngineHolder):
             if s is None or prior is None:
                 pooled.append(s)
                 continue
-            w = s.m / (s.m + pol.PRIOR_WEIGHT)
+            w = s.experiences / (s.experiences + pol.PRIOR_WEIGHT)
             q = w * s.q + (1 - w) * prior
             # Move the second moment with the mean so the spread (and standard error) stays the state's own.
-            pooled.append(pol.ArmStats(q, s.q2 - s.q * s.q + q * q, s.n, s.m))
+            pooled.append(pol.ArmStats(q, s.q_squared - s.q * s.q + q * q, s.updates, s.experiences))
         return pooled
 
     def get_q_values(self, state: str) -> list[float]:
@@ -176,7 +182,7 @@ class SoftQLearning(EngineHolder):
         return [s.q if s is not None else priors.get(arm, 0.0) for arm, s in zip(self.arms, self._pooled(state))]
 
     def visits(self, state: str) -> int:
-        return sum(s.n for s in self.stats(state) if s is not None)
+        return sum(s.updates for s in self.stats(state) if s is not None)
 
     def state_temperature(self, state: str) -> float:
         return pol.temperature(self.visits(state), self.temperature, self.min_temperature,
@@ -204,8 +210,30 @@ class SoftQLearning(EngineHolder):
         """Reward = quality signal in [-1, 1] minus the latency cost per millisecond."""
         return float(confidence) - latency_cost * float(latency)
 
-    async def update_q_value(self, state: str, action: str, reward: float, next_state: str | None = None,
-                             conn: AsyncConnection | None = None) -> None:
+    def arm(self, action: str | int) -> str:
+        """An arm by name or by its index in `arms` (the original API took indices)."""
+        if isinstance(action, int) and not isinstance(action, bool):
+            if not 0 <= action < len(self.arms):
+                raise ValueError(f"arm index {action} is out of range 0..{len(self.arms) - 1}")
+            return self.arms[action]
+        if action not in self.arms:
+            raise ValueError(f"unknown arm {action!r}; arms are {', '.join(self.arms)}")
+        return action
+
+    def update_q_value(self, state: str, action: str | int, reward: float, next_state: str | None = None) -> None:
+        """One update from synchronous code (the original API), written to the shared Q-table at once."""
+        arm = self.arm(action)
+
+        async def work(engine: AsyncEngine) -> None:
+            async with write_transaction(engine) as conn:
+                await self.update(state, arm, reward, next_state, conn=conn)
+
+        self.run_blocking(work)
+        self._snapshot.loaded_at = -1e18  # read the new value on next use
+
+    async def update(self, state: str, action: str, reward: float, next_state: str | None = None,
+                     conn: AsyncConnection | None = None) -> None:
+        """One update toward reward + γ·V(next_state), in `conn`'s transaction when given."""
         target = reward + (self.gamma * self.soft_value(next_state) if self.gamma and next_state else 0.0)
         params = dict(policy=self.policy, state=state, action=action, target=target, target2=target * target,
                       alpha=self.alpha, fresh=1, now=utcnow())
@@ -243,14 +271,7 @@ class SoftQLearning(EngineHolder):
         return len(batch)
 
 
-_learner: SoftQLearning | None = None
-
-
 def get_q_learning() -> SoftQLearning:
-    """The learner on the configured database and settings (what the operators' scripts inspect)."""
-    global _learner
-    if _learner is None:
-        from apps.core.config import get_settings
-
-        _learner = SoftQLearning.from_settings(get_settings())
-    return _learner
+    """The process's learner on the configured database and settings (what the operators' scripts
+    inspect), from the composition root."""
+    return process_runtime().bandit.learner

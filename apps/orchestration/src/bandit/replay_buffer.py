@@ -1,7 +1,9 @@
 """Experience replay: a bounded FIFO of (state, action, reward) in the database, shared by all workers.
 
-Ids only grow, so "keep the newest max_size" is one DELETE below `newest id - max_size` after each
-insert; sampling is uniform over what is kept.
+Ids only grow, so "keep the newest `capacity`" is one DELETE below `newest id - capacity` after each
+insert; sampling is uniform over what is kept. The table's capacity is the configured
+`REPLAY_MAX_SIZE`, whoever builds the buffer: a `ReplayBuffer(max_size=10)` in a script is a window on
+the newest 10 experiences and never trims the shared table to 10 rows.
 """
 
 from __future__ import annotations
@@ -28,27 +30,32 @@ class Experience:
 
 
 class ReplayBuffer(EngineHolder):
-    def __init__(self, max_size: int = 10_000, engine: AsyncEngine | None = None) -> None:
+    def __init__(self, max_size: int | None = None, engine: AsyncEngine | None = None, *,
+                 capacity: int | None = None) -> None:
         super().__init__(engine)
-        if max_size < 1:
-            raise ValueError("max_size must be at least 1")
-        self.max_size = max_size
+        if capacity is None:
+            from apps.core.config import get_settings
+
+            capacity = get_settings().replay_max_size
+        self.capacity = capacity  # the shared table's bound
+        self.max_size = max_size or capacity  # what this buffer reads: the newest max_size experiences
+        if self.max_size < 1 or self.capacity < 1:
+            raise ValueError("max_size and capacity must be at least 1")
         self._size = 0  # last size this process saw; `await size()` asks the database
 
     def __len__(self) -> int:
-        """Outside an event loop (scripts) the database's count; inside one, the last count seen."""
-        counted = self.read_blocking(self._count)
-        if counted is not None:
-            self._size = counted
+        """The database's count, read synchronously (for scripts; async code awaits `size()`)."""
+        self._size = self.read_blocking(self._count)
         return self._size
 
-    @staticmethod
-    async def _count(conn: AsyncConnection) -> int:
-        return int((await conn.execute(select(func.count()).select_from(ReplayExperience))).scalar_one())
+    async def _count(self, conn: AsyncConnection) -> int:
+        total = int((await conn.execute(select(func.count()).select_from(ReplayExperience))).scalar_one())
+        return min(total, self.max_size)
 
-    async def add(self, state: str, action: str, reward: float, *, propensity: float = 1.0, request_id: str = "",
-                  conn: AsyncConnection | None = None) -> int:
-        """Append one experience (inside `conn`'s transaction when given) and evict the oldest beyond max_size."""
+    async def add(self, state: str, action: str, reward: float, next_state: str | None = None, *,
+                  propensity: float = 1.0, request_id: str = "", conn: AsyncConnection | None = None) -> int:
+        """Append one experience (inside `conn`'s transaction when given) and evict the oldest beyond
+        the capacity. `next_state` is accepted for the original API; a request is one step (γ = 0)."""
         if conn is None:
             async with write_transaction(self.engine) as own:
                 return await self.add(state, action, reward, propensity=propensity, request_id=request_id, conn=own)
@@ -56,16 +63,18 @@ class ReplayBuffer(EngineHolder):
             insert(ReplayExperience).values(request_id=request_id, state=state, action=action, reward=float(reward),
                                             propensity=float(propensity)).returning(ReplayExperience.id)
         )).scalar_one()
-        await conn.execute(delete(ReplayExperience).where(ReplayExperience.id <= new_id - self.max_size))
+        await conn.execute(delete(ReplayExperience).where(ReplayExperience.id <= new_id - self.capacity))
         self._size = min(self._size + 1, self.max_size)
         return int(new_id)
 
     async def sample(self, batch_size: int) -> list[Experience]:
-        """Up to batch_size experiences drawn uniformly without replacement."""
+        """Up to batch_size of the newest max_size experiences, drawn uniformly without replacement."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(ReplayExperience).order_by(func.random()).limit(batch_size)
-            )).all()
+            query = select(ReplayExperience)
+            if self.max_size < self.capacity:
+                newest = (await conn.execute(select(func.max(ReplayExperience.id)))).scalar_one_or_none() or 0
+                query = query.where(ReplayExperience.id > newest - self.max_size)
+            rows = (await conn.execute(query.order_by(func.random()).limit(batch_size))).all()
         return [Experience(r.state, r.action, r.reward, r.propensity, r.request_id, r.id) for r in rows]
 
     async def size(self) -> int:
@@ -84,10 +93,11 @@ class ReplayBuffer(EngineHolder):
                 .group_by(ReplayExperience.action).order_by(ReplayExperience.action)
             )).all()
             storage = await _table_bytes(conn, "replay_experiences")
-        self._size = int(total[0])
+        self._size = min(int(total[0]), self.max_size)
         return {
             "size": self._size,
             "max_size": self.max_size,
+            "capacity": self.capacity,
             "oldest": total[1].isoformat() if total[1] else None,
             "newest": total[2].isoformat() if total[2] else None,
             "total_added": int(total[3] or 0),

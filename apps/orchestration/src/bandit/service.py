@@ -87,7 +87,7 @@ class StrategyBandit:
                        replay: bool = False, variant: str = "legacy") -> Retrieval:
         """Search with a forced strategy, the bandit's choice (use_bandit) or the fixed default."""
         if strategy is not None or not use_bandit:
-            return Retrieval(await self.search.search(query, top_k, filters, strategy), None)
+            return Retrieval(await self.search.search(query, top_k, filters, strategy, cacheable=True), None)
         start = time.perf_counter()
         await self.learner.refresh()
         first_look = await self.search.first_look(query, top_k, filters)
@@ -141,7 +141,7 @@ class StrategyBandit:
                                                propensity=float(row.probabilities.get(row.action, 0.0)), conn=conn)
                 learned = True
             elif accepted:  # experience replay off: one online update, nothing stored
-                await self.learner.update_q_value(row.state, row.action, reward, conn=conn)
+                await self.learner.update(row.state, row.action, reward, conn=conn)
         if not accepted:
             reward = float(row.reward) if row.reward is not None else reward
             return FeedbackOutcome(request_id, reward, accepted=False, learned=False)
@@ -161,7 +161,7 @@ class StrategyBandit:
                     last_id = await self.replay.add(r.state, r.action, r.reward, request_id=r.request_id,
                                                     propensity=float(r.probabilities.get(r.action, 0.0)), conn=conn)
                 else:
-                    await self.learner.update_q_value(r.state, r.action, r.reward, conn=conn)
+                    await self.learner.update(r.state, r.action, r.reward, conn=conn)
         if last_id:
             self._maybe_learn(last_id, force=True)
         return len(claimed)

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from apps.search.text.language import detect_language
-from apps.search.text.questions import question_type
 from apps.search.types import LegHit
+from apps.text.language import detect_language
+from apps.text.questions import question_type
 
 _QUESTION_GROUPS = {"who": "fact", "when": "fact", "where": "fact"}
 HIGH_SPECIFICITY = 3.4

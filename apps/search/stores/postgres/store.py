@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from apps.search.stores.base import bind, filter_clause
+from apps.search.stores.base import SqlStore, bind, filter_clause
 from apps.search.types import LegHit, SearchFilters
 
 _BM25_SQL = """
@@ -46,7 +46,7 @@ def _vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     backend = "postgresql"
 
     def __init__(self, engine: AsyncEngine, k1: float, b: float, ef_search: int) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.core.db import write_transaction
-from apps.search.stores.base import bind, filter_clause
+from apps.search.stores.base import SqlStore, bind, filter_clause
 from apps.search.stores.sqlite import vector_index
 from apps.search.types import LegHit, SearchFilters
 
@@ -27,7 +27,7 @@ def _match_expression(terms: list[str]) -> str:
     return " OR ".join(f'"{t}"' for t in terms)
 
 
-class SQLiteStore:
+class SQLiteStore(SqlStore):
     backend = "sqlite"
 
     def __init__(self, engine: AsyncEngine) -> None:

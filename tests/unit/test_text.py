@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from apps.ingestion.chunking import chunk_text
-from apps.search.text.analyzer import get_analyzer
-from apps.search.text.language import detect_language
-from apps.search.text.sentences import split_sentences
+from apps.text.analyzer import get_analyzer
+from apps.text.language import detect_language
+from apps.text.sentences import split_sentences
 
 
 def test_english_analysis_stems_and_drops_stopwords() -> None:

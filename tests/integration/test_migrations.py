@@ -14,7 +14,7 @@ from apps.core.config import load_settings
 from apps.core.db import create_engine
 from apps.core.migrations import alembic_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def alembic(url: str, *args: str) -> str:

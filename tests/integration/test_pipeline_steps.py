@@ -10,8 +10,9 @@ import pytest
 
 from apps.llm.factory import build_provider
 from apps.llm.gemini import GeminiProvider
-from apps.orchestration.src.langgraph_pipeline import AnswerPipeline, AnswerRequest
-from apps.search.text.analyzer import get_analyzer
+from apps.orchestration.src.answer_graph import AnswerPipeline
+from apps.orchestration.src.answer_models import AnswerRequest
+from apps.text.analyzer import get_analyzer
 from tests.support.api import api_client
 from tests.support.corpus import corpus
 from tests.support.fake_gemini import Behaviour, FakeGemini
@@ -34,7 +35,9 @@ def gemini():
 
 def pipeline(runtime, provider=None, **settings) -> AnswerPipeline:
     s = runtime.settings.model_copy(update=settings)
-    return AnswerPipeline(runtime.bandit, provider or build_provider(s, "extractive"), get_analyzer(), s)
+    analyzer = get_analyzer()
+    return AnswerPipeline(runtime.bandit, provider or build_provider(s, analyzer, "extractive"), analyzer, s,
+                          runtime.flags)
 
 
 def gemini_provider(server: FakeGemini) -> GeminiProvider:
@@ -50,37 +53,37 @@ async def test_graph_is_a_real_state_graph(loaded) -> None:
 
 async def test_english_answer_with_citations(loaded) -> None:
     result = await pipeline(loaded).execute(AnswerRequest("What does vitamin D deficiency cause?", flags=ALL_OFF))
-    assert result["language"] == "en" and result["model"] == "extractive-v1"
-    assert "bone loss" in result["answer"]
-    assert result["sources"][0]["title"] == "Vitamin D"
-    cited = {c for citation in result["citations"] for c in citation["chunk_ids"]}
-    assert result["sources"][0]["chunk_id"] in cited
-    assert result["validation"]["grounded"] and not result["degraded"]
-    assert set(result["timings_ms"]) >= {"intent", "retrieve", "compose", "cite", "validate", "total"}
-    assert "track_evidence" not in result["timings_ms"] and "judge" not in result["timings_ms"]
+    assert result.language == "en" and result.model == "extractive-v1"
+    assert "bone loss" in result.answer
+    assert result.sources[0].title == "Vitamin D"
+    cited = {c for citation in result.citations for c in citation.chunk_ids}
+    assert result.sources[0].chunk_id in cited
+    assert result.validation.grounded and not result.degraded
+    assert set(result.timings_ms) >= {"intent", "retrieve", "compose", "cite", "validate", "total"}
+    assert "track_evidence" not in result.timings_ms and "judge" not in result.timings_ms
 
 
 async def test_korean_answer_is_korean(loaded) -> None:
     result = await pipeline(loaded).execute(AnswerRequest("훈민정음은 언제 창제되었나?", flags=ALL_OFF))
-    assert result["language"] == "ko" and "1443년" in result["answer"]
-    assert result["question_type"] == "when"
+    assert result.language == "ko" and "1443년" in result.answer
+    assert result.question_type == "when"
 
 
 async def test_no_evidence_is_an_honest_not_found(loaded) -> None:
     en = await pipeline(loaded).execute(AnswerRequest("Who won the 1998 football world cup final?", flags=ALL_OFF))
-    assert en["answer"] == "The documents do not contain an answer to this question."
-    assert en["sources"] == [] and not en["validation"]["grounded"]
+    assert en.answer == "The documents do not contain an answer to this question."
+    assert en.sources == [] and not en.validation.grounded
     ko = await pipeline(loaded).execute(AnswerRequest("월드컵 결승전 우승팀은?", flags=ALL_OFF))
-    assert ko["answer"] == "문서에서 이 질문에 대한 답을 찾을 수 없습니다."
+    assert ko.answer == "문서에서 이 질문에 대한 답을 찾을 수 없습니다."
 
 
 async def test_flags_change_the_path(loaded) -> None:
     p = pipeline(loaded)
     q = "What does vitamin D deficiency cause?"
     tracked = await p.execute(AnswerRequest(q, flags={"evidence_tracking": True, "llm_validation": True}))
-    assert "track_evidence" in tracked["timings_ms"] and "judge" in tracked["timings_ms"]
-    assert tracked["validation"]["llm_judgement"].startswith("skipped")
-    assert all(c["support"] >= 0.5 for c in tracked["citations"])
+    assert "track_evidence" in tracked.timings_ms and "judge" in tracked.timings_ms
+    assert tracked.validation.llm_judgement.startswith("skipped")
+    assert all(c.support >= 0.5 for c in tracked.citations)
 
 
 async def test_gemini_answer_usage_and_validation(loaded, gemini) -> None:
@@ -88,9 +91,9 @@ async def test_gemini_answer_usage_and_validation(loaded, gemini) -> None:
     p = pipeline(loaded, gemini_provider(gemini))
     result = await p.execute(AnswerRequest("What does vitamin D deficiency cause?",
                                            flags={"evidence_tracking": True, "llm_validation": True}))
-    assert result["provider"] == "gemini" and result["answer"] == "Vitamin D deficiency causes bone loss [1]."
-    assert result["usage"] == {"input_tokens": 120, "output_tokens": 12, "cost_usd": pytest.approx(6.6e-05)}
-    assert result["validation"] == {"grounded": True, "unsupported_sentences": [], "llm_judgement": "grounded"}
+    assert result.provider == "gemini" and result.answer == "Vitamin D deficiency causes bone loss [1]."
+    assert result.usage.model_dump() == {"input_tokens": 120, "output_tokens": 12, "cost_usd": pytest.approx(6.6e-05)}
+    assert result.validation.model_dump() == {"grounded": True, "unsupported_sentences": [], "llm_judgement": "grounded"}
     prompt = gemini.requests[0]["body"]["contents"][0]["parts"][0]["text"]
     assert "Vitamin D" in prompt and "Answer the question in English" in prompt
     assert gemini.requests[0]["key"] == "test-key"
@@ -100,7 +103,7 @@ async def test_korean_prompt_for_korean_question(loaded, gemini) -> None:
     gemini.script = [Behaviour(text="세종대왕은 1443년에 훈민정음을 창제하였다 [1].")]
     result = await pipeline(loaded, gemini_provider(gemini)).execute(AnswerRequest("훈민정음은 언제 창제되었나?", flags={}))
     assert "한국어로" in gemini.requests[0]["body"]["contents"][0]["parts"][0]["text"]
-    assert result["language"] == "ko" and "1443년" in result["answer"]
+    assert result.language == "ko" and "1443년" in result.answer
 
 
 async def test_hallucination_detection_marks_and_removes(loaded, gemini) -> None:
@@ -108,12 +111,12 @@ async def test_hallucination_detection_marks_and_removes(loaded, gemini) -> None
     flags = {"hallucination_detection": True}
     gemini.script = [Behaviour(text=text)]
     marked = await pipeline(loaded, gemini_provider(gemini)).execute(AnswerRequest("What does vitamin D do?", flags=flags))
-    assert marked["validation"]["unsupported_sentences"] == ["The moon is made of green cheese."]
-    assert not marked["validation"]["grounded"] and "cheese" in marked["answer"]
+    assert marked.validation.unsupported_sentences == ["The moon is made of green cheese."]
+    assert not marked.validation.grounded and "cheese" in marked.answer
     gemini.script = [Behaviour(text=text)]
     removed = await pipeline(loaded, gemini_provider(gemini), remove_unsupported=True).execute(
         AnswerRequest("What does vitamin D do?", flags=flags))
-    assert "cheese" not in removed["answer"] and "bone loss" in removed["answer"]
+    assert "cheese" not in removed.answer and "bone loss" in removed.answer
 
 
 @pytest.mark.parametrize("failure", [
@@ -125,15 +128,15 @@ async def test_provider_errors_degrade_to_extractive(loaded, gemini, failure) ->
     gemini.script = list(failure)
     result = await pipeline(loaded, gemini_provider(gemini)).execute(
         AnswerRequest("What does vitamin D deficiency cause?", flags={}))
-    assert result["degraded"] and result["degraded_nodes"][0]["node"] == "compose"
-    assert result["provider"] == "extractive" and "bone loss" in result["answer"]
+    assert result.degraded and result.degraded_nodes[0].node == "compose"
+    assert result.provider == "extractive" and "bone loss" in result.answer
 
 
 async def test_rate_limit_is_retried(loaded, gemini) -> None:
     gemini.script = [Behaviour("status", status=429), Behaviour(text="Bone loss [1].")]
     result = await pipeline(loaded, gemini_provider(gemini)).execute(AnswerRequest("What does vitamin D cause?", flags={}))
-    assert not result["degraded"], result["degraded_nodes"]
-    assert result["answer"] == "Bone loss [1]." and len(gemini.requests) == 2
+    assert not result.degraded, result.degraded_nodes
+    assert result.answer == "Bone loss [1]." and len(gemini.requests) == 2
 
 
 async def test_slow_provider_is_cut_off_by_the_node_timeout(loaded, gemini) -> None:
@@ -142,8 +145,8 @@ async def test_slow_provider_is_cut_off_by_the_node_timeout(loaded, gemini) -> N
     start = time.perf_counter()
     result = await p.execute(AnswerRequest("What does vitamin D deficiency cause?", flags={}))
     assert time.perf_counter() - start < 2.5
-    assert result["degraded_nodes"] == [{"node": "compose", "reason": "timed out"}]
-    assert "bone loss" in result["answer"]
+    assert [d.model_dump() for d in result.degraded_nodes] == [{"node": "compose", "reason": "timed out"}]
+    assert "bone loss" in result.answer
 
 
 async def test_total_deadline_bounds_wall_time(loaded, gemini) -> None:
@@ -153,21 +156,21 @@ async def test_total_deadline_bounds_wall_time(loaded, gemini) -> None:
     result = await p.execute(AnswerRequest("What does vitamin D deficiency cause?",
                                            flags={"llm_validation": True}))
     assert time.perf_counter() - start < 2.5
-    assert result["degraded"] and any(d["node"] == "compose" for d in result["degraded_nodes"])
+    assert result.degraded and any(d.node == "compose" for d in result.degraded_nodes)
 
 
 async def test_stream_emits_tokens_then_final(loaded) -> None:
     events = [e async for e in pipeline(loaded).execute_stream(AnswerRequest("What does vitamin D cause?", flags={}))]
     assert "token" in events[0] and "final" in events[-1]
     tokens = "".join(e["token"] for e in events if "token" in e)
-    assert tokens.strip() == events[-1]["final"]["answer"]
+    assert tokens.strip() == events[-1]["final"].answer
 
 
 # --- HTTP -----------------------------------------------------------------------------------------
 
 async def test_answer_endpoint_json_and_sse(settings) -> None:
     async with api_client(settings) as api:
-        await api.services.runtime.ingestion.ingest(corpus())
+        await api.runtime.ingestion.ingest(corpus())
         for path in ("/answer", "/api/v1/answer"):
             r = await api.client.post(path, headers=api.headers("read"), json={"q": "What does vitamin D cause?"})
             assert r.status_code == 200, r.text
@@ -201,7 +204,7 @@ async def test_answer_bad_input(settings, body, fragment) -> None:
 
 
 async def test_debug_pipeline_logs_every_step(loaded, caplog) -> None:
-    caplog.set_level("INFO", logger="apps.orchestration.src.langgraph_pipeline")
+    caplog.set_level("INFO", logger="apps.orchestration.src.answer_graph")
     await pipeline(loaded, debug_pipeline=True).execute(AnswerRequest("What causes bone loss?"))
     steps = [r.node for r in caplog.records if r.getMessage() == "pipeline step"]
     assert steps[:3] == ["intent", "retrieve", "compose"] and "validate" in steps

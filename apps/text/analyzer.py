@@ -14,8 +14,8 @@ from functools import lru_cache
 
 import Stemmer
 
-from apps.search.text.language import has_hangul
-from apps.search.text.stopwords import ENGLISH_STOPWORDS
+from apps.text.language import has_hangul
+from apps.text.stopwords import ENGLISH_STOPWORDS
 
 # Alphanumeric runs only: exactly what FTS5's unicode61 tokenizer re-splits into, so the SQLite and
 # PostgreSQL indexes count the same tokens.

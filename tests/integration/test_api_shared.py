@@ -35,7 +35,7 @@ async def workers(request, settings):
 
 async def test_rate_limit_is_shared_across_workers(workers) -> None:
     a, b = workers
-    _, key = await a.services.keys.create(Scope.read, rate_limit_per_minute=4)
+    _, key = await a.runtime.keys.create(Scope.read, rate_limit_per_minute=4)
     h = {"X-API-Key": key}
     statuses = [(await (a if i % 2 else b).client.get("/api/v1/documents", headers=h)).status_code for i in range(6)]
     assert statuses == [200, 200, 200, 200, 429, 429]
@@ -53,12 +53,12 @@ async def test_revocation_reaches_every_worker(workers) -> None:
 
 async def test_cache_is_invalidated_on_every_worker(workers) -> None:
     a, b = workers
-    await a.services.runtime.ingestion.ingest(corpus())
+    await a.runtime.ingestion.ingest(corpus())
     q = {"q": "kimchi fermented cabbage", "final_topk": 2}
     h = a.headers()
     first = (await a.client.post("/api/v1/search", headers=h, json=q)).json()
     from_b = (await b.client.post("/api/v1/search", headers=h, json=q)).json()
-    shared = a.services.redis is not None
+    shared = a.runtime.redis is not None
     assert from_b["cached"] is shared  # Redis shares entries; local caches do not
     assert (await b.client.post("/api/v1/search", headers=h, json=q)).json()["cached"]
     # a write through worker A invalidates worker B's cache
@@ -75,7 +75,7 @@ async def test_cache_is_invalidated_on_every_worker(workers) -> None:
 async def test_health_reports_redis(workers) -> None:
     a, _ = workers
     body = (await a.client.get("/health")).json()
-    assert body["redis"] == ("connected" if a.services.redis is not None else "not_configured")
+    assert body["redis"] == ("connected" if a.runtime.redis is not None else "not_configured")
     assert body["status"] == "healthy"
 
 
@@ -83,7 +83,7 @@ async def test_redis_outage_degrades_health_but_not_search(settings) -> None:
     from tests.support.redis_server import free_port
 
     async with api_client(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})) as api:
-        await api.services.runtime.ingestion.ingest(corpus()[:2])
+        await api.runtime.ingestion.ingest(corpus()[:2])
         body = (await api.client.get("/health")).json()
         assert body["status"] == "degraded" and body["redis"] == "error" and body["database"] == "connected"
         r = await api.client.post("/api/v1/search", headers=api.headers(), json={"q": "machine learning"})
