@@ -16,6 +16,8 @@ from apps.core.db import create_engine
 from apps.core.idempotency import IdempotencyStore
 from apps.core.rate_limit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
 from apps.core.request_log import RequestLog
+from apps.core.retention import Retention
+from apps.ingestion.parsing import DocumentParser
 from apps.ingestion.service import IngestionService
 from apps.llm.factory import ProviderFactory
 from apps.orchestration.src.bandit.decision_log import DecisionLog
@@ -40,6 +42,7 @@ class Runtime:
     store: Store
     search: SearchService
     ingestion: IngestionService
+    parser: DocumentParser
     bandit: StrategyBandit
     flags: FlagService
     pipelines: AnswerPipelines
@@ -48,6 +51,7 @@ class Runtime:
     idempotency: IdempotencyStore
     request_log: RequestLog
     canary: CanaryController
+    retention: Retention
     redis: Any | None = None  # redis.asyncio.Redis when REDIS_URL is set
 
     async def warm_up(self) -> None:
@@ -57,19 +61,22 @@ class Runtime:
 
     def start(self) -> None:
         """Background work of a serving process: request and decision logs, reward settling, flag
-        refreshes, canary ticks."""
+        refreshes, canary ticks, retention."""
         self.request_log.start()
         self.bandit.start()
         self.flags.start()
         self.canary.start()
+        self.retention.start()
 
     async def close(self) -> None:
+        await self.retention.stop()
         await self.canary.stop()
         await self.request_log.stop()
         await self.flags.stop()
         await self.bandit.close()
         if self.redis is not None:
             await self.redis.aclose()
+        self.parser.close()
         await self.store.close()
         await self.engine.dispose()
 
@@ -105,14 +112,16 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         store=store,
         search=search,
         ingestion=IngestionService(store, embedder, analyzer, settings),
+        parser=DocumentParser(),
         bandit=bandit,
         flags=flags,
         pipelines=AnswerPipelines(bandit, ProviderFactory(settings, analyzer), analyzer, settings, flags),
         keys=ApiKeyStore(engine, settings.secret_key),
         limiter=RedisRateLimiter(redis) if redis is not None else DatabaseRateLimiter(engine),
-        idempotency=IdempotencyStore(engine),
+        idempotency=IdempotencyStore(engine, settings.idempotency_ttl_s),
         request_log=request_log,
         canary=CanaryController(engine, flags, request_log, settings),
+        retention=Retention(engine, settings),
         redis=redis,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -44,6 +45,16 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL, PostgreSQL's disk_full (53100), or the OS's ENOSPC."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "53100" or getattr(orig, "pgcode", None) == "53100":
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return "database or disk is full" in str(orig or exc)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -67,6 +78,9 @@ def install(app: FastAPI) -> None:
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.error("dependency unavailable: %s on %s %s", type(exc).__name__, request.method, request.url.path,
                   extra={"request_id": getattr(request.state, "request_id", None)})
+        if _disk_full(exc):  # nothing was written: the transaction rolled back; reads still work
+            return problem(request, 507, "the database's disk is full; nothing was written. Free space (or "
+                                         "grow the volume) and retry")
         return problem(request, 503, "a backing service (database or cache) is unavailable; retry shortly",
                        headers={"Retry-After": "5"})
 
@@ -75,9 +89,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Type only: messages and tracebacks can carry connection strings or user data.
+        # The traceback goes to the log (credentials in URLs masked by the formatter), never to the client.
         log.error(
             "unhandled error %s on %s %s", type(exc).__name__, request.method, request.url.path,
-            extra={"request_id": getattr(request.state, "request_id", None)},
+            exc_info=exc, extra={"request_id": getattr(request.state, "request_id", None)},
         )
         return problem(request, 500, "internal error; quote the request id when reporting it")

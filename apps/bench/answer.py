@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from apps.bench.beir import BeirDataset
-from apps.bench.metrics import percentile
 from apps.bench.retrieval import ingest_dataset
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
+from apps.core.stats import percentile
 from apps.ingestion import catalog
 from apps.orchestration.src.answer_models import AnswerRequest
 from apps.runtime import Runtime, build_runtime

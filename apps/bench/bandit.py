@@ -27,6 +27,7 @@ from apps.core.config import Settings
 from apps.core.db import write_transaction
 from apps.core.hashing import normalized_value
 from apps.core.migrations import upgrade
+from apps.core.stats import percentile
 from apps.orchestration.src.bandit import ope
 from apps.orchestration.src.bandit.decision_log import Decision, DecisionLog
 from apps.orchestration.src.bandit.state import encode_state
@@ -115,8 +116,7 @@ async def _policy_overhead(runtime: Runtime, dataset: BeirDataset, limit: int = 
             request_id=f"overhead-{i}", endpoint="bench-overhead", state=state, action=arm,
             probabilities=dict(zip(learner.arms, probabilities)), policy_version=learner.version, variant="new"))
         timings.append((time.perf_counter() - start) * 1000)
-    ordered = sorted(timings)
-    return {"p50_ms": round(ordered[len(ordered) // 2], 4), "p95_ms": round(ordered[int(len(ordered) * 0.95)], 4)}
+    return {"p50_ms": round(percentile(timings, 50), 4), "p95_ms": round(percentile(timings, 95), 4)}
 
 
 async def _buffer_footprint(runtime: Runtime) -> dict[str, Any]:
@@ -186,7 +186,7 @@ async def bench_bandit(dataset_path: str | Path, base: Settings, *, database_url
                   "mean_ms": round(statistics.fmean(r[a][1] for r, a in zip(fixed_rows.values(), oracle_picks)), 2)}
         learned = await _learned(runtime, test)
         logged = [ope.Logged(r.state, r.action, float(r.reward), dict(r.probabilities))
-                  for r in await bandit.decisions.rewarded(endpoint="bench")]
+                  async for r in bandit.decisions.rewarded(endpoint="bench")]
         estimate = ope.evaluate(logged, ope.greedy_policy(learner.greedy, arms),
                                 model=lambda s, a: learner.get_q_values(s)[arms.index(a)], seed=seed)
         estimate["measured_test_reward"] = _mean(learned.pop("per_query_reward"))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.ingestion.documents import SourceDocument
+from apps.ingestion.errors import IngestError
 from apps.ingestion.loaders import load_file
 
 
@@ -23,8 +24,10 @@ class BeirDataset:
     def corpus_path(self) -> Path:
         return self.path / "corpus.jsonl"
 
-    def corpus(self, max_bytes: int = 1 << 31) -> list[SourceDocument]:
-        return load_file(self.corpus_path, max_bytes)
+    def corpus(self, max_bytes: int = 1 << 31, skipped: list[IngestError] | None = None) -> list[SourceDocument]:
+        """The corpus; with `skipped`, documents that cannot be ingested (BEIR sets hold a few empty
+        ones) are listed there instead of failing the whole set."""
+        return load_file(self.corpus_path, max_bytes, skipped)
 
     def answers(self) -> dict[str, list[str]]:
         """Gold answer strings per query id, when the set has `answers.jsonl` (korquad-ko does)."""

@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 
 from apps.bench.beir import BeirDataset
-from apps.bench.metrics import percentile
 from apps.bench.retrieval import ingest_dataset
 from apps.bench.server import cpu_seconds, serving
 from apps.core.api_keys import ApiKeyStore, Scope
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
+from apps.core.stats import percentile
 from apps.runtime import build_runtime
 
 

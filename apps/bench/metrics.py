@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytrec_eval
 
 Run = dict[str, dict[str, float]]
@@ -26,11 +24,3 @@ def evaluate(qrels: dict[str, dict[str, int]], run: Run) -> dict[str, float]:
         "map@100": round(mean("map_cut_100", per_query), 4),
         "mrr@10": round(mean("recip_rank", rr), 4),
     }
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]

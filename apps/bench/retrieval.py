@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from apps.bench.beir import BeirDataset
-from apps.bench.metrics import Run, evaluate, percentile
+from apps.bench.metrics import Run, evaluate
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
+from apps.core.stats import percentile
+from apps.ingestion.errors import IngestError
 from apps.runtime import Runtime, build_runtime
 from apps.search.types import Hit
 
@@ -50,10 +52,12 @@ def doc_scores(hits: list[Hit]) -> dict[str, float]:
 async def ingest_dataset(
     runtime: Runtime, dataset: BeirDataset, on_progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
-    corpus = dataset.corpus(runtime.settings.max_document_bytes)
-    report = await runtime.ingestion.ingest(corpus, on_progress=on_progress)
+    skipped: list[IngestError] = []
+    corpus = dataset.corpus(runtime.settings.max_document_bytes, skipped)
+    report = await runtime.ingestion.ingest(corpus, on_progress=on_progress, skip_invalid=True)
     return {
         "docs": report.documents,
+        "skipped": len(skipped) + len(report.skipped),
         "new_docs": report.created + report.replaced,
         "reused": report.created + report.replaced == 0,
         "seconds": round(report.seconds, 2),

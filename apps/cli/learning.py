@@ -155,7 +155,7 @@ def bandit_ope(
         learner = runtime.bandit.learner
         when = since.astimezone() if since and since.tzinfo is None else since
         logged = [ope.Logged(r.state, r.action, float(r.reward), dict(r.probabilities))
-                  for r in await runtime.bandit.decisions.rewarded(since=when)]
+                  async for r in runtime.bandit.decisions.rewarded(since=when)]
         arms = learner.arms
         target = (ope.greedy_policy(learner.greedy, arms) if policy == "greedy"
                   else lambda s: dict(zip(arms, learner.probabilities(s))))

@@ -76,23 +76,31 @@ def db_downgrade(revision: str = "-1") -> None:
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .pdf, BEIR .jsonl)"),
     taxonomy: str = typer.Option("", help="Taxonomy path for these documents, e.g. 'ai/ml'"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                      help="Leave out bad files and corpus lines (listed at the end) instead of "
+                                           "refusing everything"),
 ) -> None:
-    """Ingest files: chunk, analyse, embed, store. Nothing is written if any file is bad."""
+    """Ingest files: chunk, analyse, embed, store. Nothing is written if any file is bad (unless --skip-invalid)."""
     from apps.ingestion.errors import EmbeddingMismatchError, IngestError
     from apps.ingestion.loaders import iter_paths, load_file
     from apps.runtime import build_runtime
 
     settings = get_settings()
     documents = []
-    try:
-        for path in iter_paths(list(paths)):
-            for doc in load_file(path, settings.max_document_bytes):
-                if taxonomy:
-                    doc.taxonomy_path = "/".join(s for s in taxonomy.split("/") if s)
-                documents.append(doc)
-    except IngestError as exc:
-        _fail(f"{exc} (nothing was ingested)")
-    if not documents:
+    skipped: list[IngestError] = []
+    for path in iter_paths(list(paths)):
+        try:
+            loaded = load_file(path, settings.max_document_bytes, skipped if skip_invalid else None)
+        except IngestError as exc:
+            if not skip_invalid:
+                _fail(f"{exc} (nothing was ingested; --skip-invalid leaves bad files out)")
+            skipped.append(exc)
+            continue
+        for doc in loaded:
+            if taxonomy:
+                doc.taxonomy_path = "/".join(s for s in taxonomy.split("/") if s)
+            documents.append(doc)
+    if not documents and not skipped:
         _fail("no supported files found")
 
     async def run() -> None:
@@ -101,13 +109,18 @@ def ingest(
             with _progress() as progress:
                 task = progress.add_task("ingesting", total=len(documents), chunks=0)
                 report = await runtime.ingestion.ingest(
-                    documents, on_progress=lambda d, c: progress.update(task, completed=d, chunks=c)
+                    documents, on_progress=lambda d, c: progress.update(task, completed=d, chunks=c),
+                    skip_invalid=skip_invalid,
                 )
         finally:
             await runtime.close()
-        table = Table("documents", "created", "replaced", "unchanged", "chunks", "seconds", "docs/s", "tokens/s")
+        for problem in [*skipped, *report.skipped]:
+            console.print(f"[yellow]skipped[/yellow] {problem}")
+        table = Table("documents", "created", "replaced", "unchanged", "skipped", "chunks", "seconds", "docs/s",
+                      "tokens/s")
         table.add_row(
             str(report.documents), str(report.created), str(report.replaced), str(report.unchanged),
+            str(len(skipped) + len(report.skipped)),
             str(report.chunks), f"{report.seconds:.1f}", f"{report.docs_per_second:.1f}", f"{report.tokens_per_second:.0f}",
         )
         console.print(table)
@@ -314,6 +327,7 @@ def bench_retrieval_cmd(
     console.print(
         f"[bold]{result['dataset']}[/bold] split={result['split']} queries={result['queries']} "
         f"backend={result['backend']}; ingest: {ing['docs']} docs ({speed}) in {ing['seconds']} s"
+        + (f", {ing['skipped']} invalid documents skipped" if ing['skipped'] else "")
     )
     table = Table("strategy", "nDCG@10", "Recall@100", "MAP@100", "MRR@10", "p50 ms", "p95 ms", "p99 ms",
                   "bm25 leg p50", "dense leg p50")
@@ -349,11 +363,37 @@ def bench_answer_cmd(
     console.print(table)
 
 
+@bench_app.command("debate")
+def bench_debate_cmd(
+    dataset: Path = typer.Option(..., help="BEIR dataset folder with answers.jsonl, e.g. ../shared/data/korquad-ko"),
+    provider: str = typer.Option("extractive", help="extractive (offline) | gemini | local"),
+    agents: int = typer.Option(2, min=1, max=8),
+    rounds: int = typer.Option(2, min=1, max=6),
+    conflicts: float = typer.Option(0.0, min=0.0, max=1.0, help="share of questions given a misinformation copy"),
+    noise: int = typer.Option(0, min=0, max=50, help="random passages added to each context"),
+    limit: int | None = typer.Option(None, min=1, help="only the first N questions"),
+    seed: int = typer.Option(0),
+    database_url: str | None = typer.Option(None, help="a scratch database (the planted copies are written to it); "
+                                                       "default: a fresh SQLite file"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Single pass vs an independent vote at equal calls vs debate: EM/F1, misinformation, calls, latency."""
+    from apps.bench.debate import render, run_debate_bench
+
+    report = asyncio.run(run_debate_bench(get_settings(), dataset, provider=provider, agents=agents, rounds=rounds,
+                                          conflicts=conflicts, noise=noise, limit=limit, seed=seed,
+                                          database_url=database_url))
+    if as_json:
+        print(json.dumps(report))
+        return
+    render(report)
+
+
 @app.command()
 def answer(
     question: str = typer.Argument(..., help="the question, English or Korean"),
-    mode: str = typer.Option("answer", help="answer | summary | keypoints"),
-    provider: str | None = typer.Option(None, help="extractive | gemini (default from settings)"),
+    mode: str = typer.Option("answer", help="answer | summary | keypoints | debate"),
+    provider: str | None = typer.Option(None, help="extractive | gemini | local (default from settings)"),
     top_k: int = typer.Option(5, min=1, max=20, help="chunks to compose from"),
 ) -> None:
     """Answer a question from the documents; prints the answer, its sources and timings."""
@@ -361,8 +401,8 @@ def answer(
     from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
     from apps.runtime import build_runtime
 
-    if mode not in ("answer", "summary", "keypoints"):
-        _fail("--mode must be answer, summary or keypoints")
+    if mode not in ("answer", "summary", "keypoints", "debate"):
+        _fail("--mode must be answer, summary, keypoints or debate")
     settings = get_settings()
 
     async def run() -> AnswerResponse:
@@ -386,6 +426,38 @@ def answer(
     timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
     console.print(f"model {result.model} | strategy {result.strategy} | grounded "
                   f"{result.validation.grounded} | degraded {result.degraded} | {timings}")
+    if result.debate is not None:
+        d = result.debate
+        console.print(f"debate: {d.rounds} rounds, {d.llm_calls} LLM calls, stopped by {d.stop_reason}, "
+                      f"agreement {d.agreement:.2f}, conflict {d.conflict}, fell back {d.fell_back}")
+
+
+@bench_app.command("soak")
+def bench_soak_cmd(
+    duration: float = typer.Option(600, min=1, help="seconds of load"),
+    rate: float = typer.Option(5.0, min=0.1, max=1000, help="arrivals a second (open loop)"),
+    workers: int = typer.Option(1, min=1, max=32, help="uvicorn workers"),
+    database_url: str | None = typer.Option(None, help="a scratch database; default: a fresh SQLite file"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Search, answer, feedback and ingest at a fixed rate: errors, latency per route, RSS, database growth."""
+    from apps.bench.soak import bench_soak
+
+    result = asyncio.run(bench_soak(get_settings(), duration, rate, workers, database_url))
+    if as_json:
+        print(json.dumps(result))
+        return
+    console.print(f"{result['backend']} workers={result['workers']} rate={result['rate_per_s']}/s "
+                  f"for {result['duration_s']} s: {result['requests']} requests, errors {result['errors'] or 0}")
+    table = Table("route", "requests", "p50 ms", "p95 ms", "p99 ms")
+    for route, m in result["routes"].items():
+        table.add_row(route, str(m["requests"]), f"{m['p50_ms']:.1f}", f"{m['p95_ms']:.1f}", f"{m['p99_ms']:.1f}")
+    console.print(table)
+    rss = result["rss_mb"]
+    for pid, start in rss["start"].items():
+        console.print(f"worker {pid}: RSS {start} MB → {rss['end'].get(pid)} MB ({rss['growth_percent'].get(pid)} %)")
+    db = result["database_bytes"]
+    console.print(f"database: {db['start']:,} → {db['end']:,} bytes (+{db['growth']:,})")
 
 
 @bench_app.command("http")

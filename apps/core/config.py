@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     min_dense_similarity: float = Field(0.82, ge=0, le=1)
     remove_unsupported: bool = False
 
+    # Debate (see apps/orchestration/src/debate): agents on different shares of the evidence
+    debate_agents: int = Field(2, ge=1, le=8)
+    debate_max_rounds: int = Field(2, ge=1, le=6)
+    debate_timeout_ms: int = Field(10000, ge=100, le=300000)  # cut to what is left of ANSWER_DEADLINE_MS
+    debate_max_tokens: int = Field(16000, ge=100, le=1_000_000)  # model tokens one request's debate may spend
+    # always: every debate-mode request debates; uncertain: only where the single pass is weak
+    debate_trigger: Literal["always", "uncertain"] = "always"
+
     # Learning: the Soft Q-learning strategy bandit (see apps/orchestration/src/bandit)
     bandit_arms: str = Field("bm25,dense,hybrid_rrf,hybrid_cc", description="comma-separated strategy names")
     bandit_alpha: float = Field(0.005, gt=0, le=1, description="learning-rate floor; 1/n (a sample mean) before it")
@@ -136,10 +144,18 @@ class Settings(BaseSettings):
     fault_latency_ms: float = Field(0.0, ge=0, le=60000, description="canary drill: added latency")
     fault_variant: str = Field("new", pattern="^(new|legacy)$")
     metrics_require_key: bool = False
+    # Retention (see apps/core/retention.py): rows older than these are pruned every interval
+    request_events_retention_days: float = Field(7, gt=0, le=3650)
+    bandit_decisions_retention_days: float = Field(30, gt=0, le=3650, description="feedback after it is a 404")
+    idempotency_ttl_s: float = Field(86400, ge=60, le=365 * 86400, description="a key is replayed this long")
+    canary_evaluations_retention_days: float = Field(30, gt=0, le=3650, description="the newest per flag stays")
+    retention_interval_s: float = Field(3600, gt=0, le=7 * 86400)
     debug_pipeline: bool = Field(False, description="DEBUG_PIPELINE: detailed pipeline logging")
 
     # HTTP service
     max_request_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    # A client that stops sending its body for this long gets 408 (slow-body attacks hold a worker).
+    body_read_timeout_s: float = Field(30.0, gt=0, le=3600)
     rate_limit_per_minute: int = Field(600, ge=1, le=1_000_000)
 
     @field_validator("log_level")

@@ -1,13 +1,16 @@
 """Idempotency keys: a write request's first response, stored under (caller scope, key) with a hash of
-the request, replayed for a retry with the same body and refused for a different one."""
+the request, replayed for a retry with the same body and refused for a different one, for `ttl_s`
+seconds. After that the key is free again (retries come within minutes; retention prunes old keys)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.core.models import IdempotencyKey, utcnow
@@ -24,15 +27,21 @@ class StoredResponse:
 
 
 class IdempotencyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, ttl_s: float = 86400.0) -> None:
         self._engine = engine
+        self._ttl = timedelta(seconds=ttl_s)
+
+    def _expired_before(self) -> datetime:
+        return utcnow() - self._ttl
 
     async def replay(self, scope: str, key: str, request_hash: str) -> StoredResponse | None:
-        """The stored response for this key, None if it is new; raises for the same key on another body."""
+        """The stored response for this key, None if it is new or expired; raises for the same key
+        on another body."""
         async with self._engine.connect() as conn:
             row = (await conn.execute(
                 select(IdempotencyKey.request_hash, IdempotencyKey.status_code, IdempotencyKey.response)
-                .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
+                .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key,
+                       IdempotencyKey.created_at >= self._expired_before())
             )).first()
         if row is None:
             return None
@@ -41,11 +50,13 @@ class IdempotencyStore:
         return StoredResponse(row.status_code, row.response)
 
     async def record(self, scope: str, key: str, request_hash: str, response: StoredResponse) -> None:
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(IdempotencyKey).values(
-                    scope=scope, key=key, request_hash=request_hash, status_code=response.status_code,
-                    response=response.body, created_at=utcnow(),
-                ))
-        except IntegrityError:
-            pass  # a concurrent retry recorded it first; the write it guarded is idempotent anyway
+        """Store the response; an expired entry under the key is replaced, a live one stands (a
+        concurrent retry recorded it first; the write it guarded is idempotent anyway)."""
+        insert_ = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        values = {"request_hash": request_hash, "status_code": response.status_code, "response": response.body,
+                  "created_at": utcnow()}
+        statement = insert_(IdempotencyKey).values(scope=scope, key=key, **values)
+        async with self._engine.begin() as conn:
+            await conn.execute(statement.on_conflict_do_update(
+                index_elements=[IdempotencyKey.scope, IdempotencyKey.key], set_=values,
+                where=IdempotencyKey.created_at < self._expired_before()))

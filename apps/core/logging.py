@@ -1,10 +1,13 @@
-"""Structured logs: one JSON object a line, with whatever `extra=` fields the caller passed."""
+"""Structured logs: one JSON object a line, with whatever `extra=` fields the caller passed, the
+traceback of a logged exception, and credentials inside URLs masked everywhere."""
 
 from __future__ import annotations
 
 import json
 import logging
 from datetime import UTC, datetime
+
+from apps.core.redaction import redact_text
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -18,7 +21,10 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        # Exception messages and tracebacks can quote connection strings: mask their passwords.
+        return redact_text(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 def configure_logging(level: str = "INFO") -> None:

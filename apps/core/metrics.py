@@ -27,6 +27,11 @@ BATCH_LEARNING_FAILURE = Counter("batch_learning_failure", "Bandit batch updates
 LLM_TOKENS = Counter("llm_tokens", "LLM tokens", ["provider", "model", "kind"])
 LLM_COST = Counter("llm_cost_usd", "LLM cost in US dollars", ["provider", "model"])
 FLAG_EVALUATIONS = Counter("feature_flag_evaluations", "Feature flag evaluations", ["flag", "result"])
+DEBATES = Counter("dtrag_debates", "Debates run, by how they stopped", ["stop_reason"])
+DEBATE_ROUNDS = Counter("dtrag_debate_rounds", "Debate rounds completed")
+DEBATE_LLM_CALLS = Counter("dtrag_debate_llm_calls", "Model calls made by debates (agents and judge)")
+DEBATE_FALLBACKS = Counter("dtrag_debate_fallbacks", "Debates that served the single-pass answer instead",
+                           ["reason"])
 
 
 def render(db_gauges: dict[str, tuple[str, list[tuple[dict[str, str], float]]]]) -> bytes:

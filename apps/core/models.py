@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -117,7 +118,7 @@ class IdempotencyKey(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]] = mapped_column(Json)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
 class RequestEvent(Base):
@@ -171,6 +172,9 @@ class BanditDecision(Base):
     reward_source: Mapped[str | None] = mapped_column(String(20))
     feedback: Mapped[dict[str, Any] | None] = mapped_column(Json)
     rewarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    debated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    debate_llm_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    debate_cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class ReplayExperience(Base):
@@ -251,7 +255,7 @@ class CanaryEvaluation(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     flag: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     verdict: Mapped[str] = mapped_column(String(20))
     action: Mapped[str] = mapped_column(String(20))
     consecutive_failures: Mapped[int] = mapped_column(Integer)

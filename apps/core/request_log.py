@@ -1,154 +1,158 @@
 """Request events in the database, so every worker's traffic shows up in one admin view.
 
-Requests append to an in-process buffer that a background task flushes every second in one
-transaction: the hot path never waits on a write, and at most a second of events is lost in a crash.
+Requests append to an in-process buffer that a background task flushes every second: the hot path
+never waits on a write, and at most a second of events is lost in a crash. The views aggregate in
+SQL (counts, means, nearest-rank percentiles), so a window of any size costs the service a few rows.
+
+Events go through `BufferedWriter`, which drops a row the database refuses instead of the batch.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
-from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, Select, case, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from apps.core.buffered_writer import BufferedWriter
 from apps.core.models import RequestEvent, utcnow
 from apps.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-
-def _percentile(values: list[float], p: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))
-    return round(ordered[index], 2)
-
-
-def summarise(latencies: list[float], errors: int) -> dict[str, Any]:
-    n = len(latencies)
-    return {
-        "requests": n,
-        "errors": errors,
-        "error_rate": round(errors / n, 4) if n else 0.0,
-        "latency_ms": {
-            "p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95), "p99": _percentile(latencies, 99),
-            "mean": round(statistics.fmean(latencies), 2) if n else 0.0,
-        },
-    }
-
-
 _OPTIONAL = ("strategy", "variant", "quality", "llm_provider", "llm_model", "llm_input_tokens", "llm_output_tokens",
              "llm_cost_usd", "llm_ms")
 
+# The latency percentiles of every view. Their nearest ranks are computed in SQL with integer
+# arithmetic, ceil(p·n/100) = (p·n + 99) div 100: exactly `apps.core.stats.rank` for integer p.
+PERCENTILES = (50, 95, 99)
+
+
+async def _insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    await conn.execute(insert(RequestEvent), rows)
+
+
+def _describe_event(row: dict[str, Any]) -> dict[str, Any]:
+    return {"endpoint": row["endpoint"], "method": row["method"], "status": row["status"], "ts": row["ts"]}
+
+
+def _summary_query(since: datetime, keys: Sequence[ColumnElement[Any]], *where: ColumnElement[bool]) -> Select[Any]:
+    """Requests, errors, mean and percentile latencies, mean quality per group of `keys` (one row
+    for no keys), aggregated by the database: each event is ranked by latency within its group by a
+    window function, and the percentiles are the latencies at the nearest ranks."""
+    e = RequestEvent
+    partition = list(keys) or None
+    ranked = (
+        select(*(k.label(f"key{i}") for i, k in enumerate(keys)), e.status, e.latency_ms, e.quality,
+               func.row_number().over(partition_by=partition, order_by=e.latency_ms).label("latency_rank"),
+               func.count().over(partition_by=partition).label("n"))
+        .where(e.ts >= since, *where)
+        .subquery()
+    )
+    groups = [ranked.c[f"key{i}"] for i in range(len(keys))]
+    at_rank = [func.max(case((ranked.c.latency_rank == (ranked.c.n * p + 99) // 100, ranked.c.latency_ms)))
+               .label(f"p{p}") for p in PERCENTILES]
+    return select(
+        *groups,
+        func.count().label("requests"),
+        func.coalesce(func.sum(case((ranked.c.status >= 500, 1), else_=0)), 0).label("errors"),
+        func.avg(ranked.c.latency_ms).label("mean"),
+        *at_rank,
+        func.avg(ranked.c.quality).label("quality"),
+        func.count(ranked.c.quality).label("quality_samples"),
+    ).group_by(*groups)
+
+
+def _summary(row: Any, quality: bool = False) -> dict[str, Any]:
+    n, errors = row.requests, int(row.errors)
+    latency = {f"p{p}": round(float(getattr(row, f"p{p}") or 0.0), 2) for p in PERCENTILES}
+    latency["mean"] = round(float(row.mean or 0.0), 2)
+    out: dict[str, Any] = {"requests": n, "errors": errors, "error_rate": round(errors / n, 4) if n else 0.0,
+                           "latency_ms": latency}
+    if quality:
+        out["quality"] = round(float(row.quality), 4) if row.quality is not None else None
+        out["quality_samples"] = row.quality_samples
+    return out
+
+
+def _endpoint_filter(endpoints: tuple[str, ...]) -> tuple[ColumnElement[bool], ...]:
+    return (or_(*(RequestEvent.endpoint.startswith(p) for p in endpoints)),) if endpoints else ()
+
 
 class RequestLog:
-    def __init__(self, engine: AsyncEngine, retention: timedelta = timedelta(days=7)) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._buffer: list[dict[str, Any]] = []
-        self._retention = retention
+        self._writer: BufferedWriter[dict[str, Any]] = BufferedWriter(
+            "request-log", engine, _insert_events, _describe_event)
         self._flusher = Periodic("request-log-flush", 1.0, self.flush)
-        self._pruner = Periodic("request-log-prune", 3600.0, self.prune)
 
     def record(self, endpoint: str, method: str, status: int, latency_ms: float, **extra: Any) -> None:
         """`extra`: any of strategy, variant, quality and the llm_* usage columns."""
         unknown = set(extra) - set(_OPTIONAL)
         if unknown:
             raise TypeError(f"unknown request event fields: {sorted(unknown)}")
-        self._buffer.append(dict(ts=utcnow(), endpoint=endpoint, method=method, status=status,
+        self._writer.append(dict(ts=utcnow(), endpoint=endpoint, method=method, status=status,
                                  latency_ms=latency_ms, **{k: extra.get(k) for k in _OPTIONAL}))
 
     async def flush(self) -> None:
-        if not self._buffer:
-            return
-        rows, self._buffer = self._buffer, []
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(RequestEvent), rows)
-        except Exception as exc:  # metrics must never take the service down
-            log.warning("dropping %d request events: %s", len(rows), type(exc).__name__)
-
-    async def prune(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(delete(RequestEvent).where(RequestEvent.ts < utcnow() - self._retention))
+        await self._writer.flush()
 
     def start(self) -> None:
         self._flusher.start()
-        self._pruner.start()
 
     async def stop(self) -> None:
         self._flusher.stop()
-        self._pruner.stop()
         await self.flush()
 
-    async def window(self, minutes: float) -> dict[str, Any]:
-        await self.flush()
-        since: datetime = utcnow() - timedelta(minutes=minutes)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(
-                select(RequestEvent.endpoint, RequestEvent.method, RequestEvent.status, RequestEvent.latency_ms,
-                       RequestEvent.strategy).where(RequestEvent.ts >= since)
-            )).all()
-        by_endpoint: dict[str, list[Any]] = defaultdict(list)
-        by_strategy: dict[str, list[Any]] = defaultdict(list)
-        for r in rows:
-            by_endpoint[f"{r.method} {r.endpoint}"].append(r)
-            if r.strategy:
-                by_strategy[r.strategy].append(r)
-
-        def group(items: list[Any]) -> dict[str, Any]:
-            return summarise([r.latency_ms for r in items], sum(1 for r in items if r.status >= 500))
-
-        return {
-            "window_minutes": minutes,
-            "total": group(list(rows)),
-            "by_endpoint": {k: group(v) for k, v in sorted(by_endpoint.items())},
-            "by_strategy": {k: group(v) for k, v in sorted(by_strategy.items())},
-        }
-
-    async def _rows(self, since: datetime, *columns: Any, endpoints: tuple[str, ...] = ()) -> list[Any]:
-        await self.flush()
-        query = select(*columns).where(RequestEvent.ts >= since)
-        if endpoints:
-            query = query.where(or_(*(RequestEvent.endpoint.startswith(e) for e in endpoints)))
+    async def _fetch(self, query: Select[Any]) -> list[Any]:
         async with self._engine.connect() as conn:
             return list((await conn.execute(query)).all())
+
+    async def window(self, minutes: float) -> dict[str, Any]:
+        """Requests, errors and latency in total, per endpoint and per strategy over a window."""
+        await self.flush()
+        since = utcnow() - timedelta(minutes=minutes)
+        e = RequestEvent
+        [total] = await self._fetch(_summary_query(since, ()))
+        endpoints = await self._fetch(_summary_query(since, (e.method, e.endpoint)))
+        strategies = await self._fetch(_summary_query(since, (e.strategy,), e.strategy.is_not(None)))
+        return {
+            "window_minutes": minutes,
+            "total": _summary(total),
+            "by_endpoint": dict(sorted((f"{r.key0} {r.key1}", _summary(r)) for r in endpoints)),
+            "by_strategy": dict(sorted((r.key0, _summary(r)) for r in strategies)),
+        }
 
     async def by_variant(self, minutes: float, endpoints: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
         """Requests, errors, latency percentiles and mean quality per pipeline variant over a window
         (only routes starting with one of `endpoints`, when given)."""
-        rows = await self._rows(utcnow() - timedelta(minutes=minutes), RequestEvent.variant, RequestEvent.status,
-                                RequestEvent.latency_ms, RequestEvent.quality, endpoints=endpoints)
-        groups: dict[str, list[Any]] = defaultdict(list)
-        for r in rows:
-            groups[r.variant or "unknown"].append(r)
-        out = {}
-        for variant, items in sorted(groups.items()):
-            summary = summarise([r.latency_ms for r in items], sum(1 for r in items if r.status >= 500))
-            qualities = [r.quality for r in items if r.quality is not None]
-            summary["quality"] = round(statistics.fmean(qualities), 4) if qualities else None
-            summary["quality_samples"] = len(qualities)
-            out[variant] = summary
-        return out
+        await self.flush()
+        since = utcnow() - timedelta(minutes=minutes)
+        variant = func.coalesce(RequestEvent.variant, "unknown")
+        rows = await self._fetch(_summary_query(since, (variant,), *_endpoint_filter(endpoints)))
+        return dict(sorted((r.key0, _summary(r, quality=True)) for r in rows))
 
     async def llm_usage(self, minutes: float) -> list[dict[str, Any]]:
         """Tokens, cost and latency by provider, model and variant over a window."""
-        rows = await self._rows(utcnow() - timedelta(minutes=minutes), RequestEvent.llm_provider,
-                                RequestEvent.llm_model, RequestEvent.variant, RequestEvent.llm_input_tokens,
-                                RequestEvent.llm_output_tokens, RequestEvent.llm_cost_usd, RequestEvent.llm_ms)
-        groups: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
-        for r in rows:
-            if r.llm_provider:
-                groups[(r.llm_provider, r.llm_model or "", r.variant or "unknown")].append(r)
-        return [
-            {"provider": p, "model": m, "variant": v, "requests": len(items),
-             "input_tokens": sum(r.llm_input_tokens or 0 for r in items),
-             "output_tokens": sum(r.llm_output_tokens or 0 for r in items),
-             "cost_usd": round(sum(r.llm_cost_usd or 0.0 for r in items), 6),
-             "mean_latency_ms": round(statistics.fmean(r.llm_ms or 0.0 for r in items), 2)}
-            for (p, m, v), items in sorted(groups.items())
-        ]
+        await self.flush()
+        e = RequestEvent
+        keys = (e.llm_provider, func.coalesce(e.llm_model, ""), func.coalesce(e.variant, "unknown"))
+        rows = await self._fetch(
+            select(*keys, func.count().label("requests"),
+                   func.sum(func.coalesce(e.llm_input_tokens, 0)).label("input_tokens"),
+                   func.sum(func.coalesce(e.llm_output_tokens, 0)).label("output_tokens"),
+                   func.sum(func.coalesce(e.llm_cost_usd, 0.0)).label("cost_usd"),
+                   func.avg(func.coalesce(e.llm_ms, 0.0)).label("mean_latency_ms"))
+            .where(e.ts >= utcnow() - timedelta(minutes=minutes), e.llm_provider.is_not(None))
+            .group_by(*keys)
+        )
+        return sorted(
+            ({"provider": r[0], "model": r[1], "variant": r[2], "requests": r.requests,
+              "input_tokens": int(r.input_tokens), "output_tokens": int(r.output_tokens),
+              "cost_usd": round(float(r.cost_usd), 6), "mean_latency_ms": round(float(r.mean_latency_ms), 2)}
+             for r in rows),
+            key=lambda u: (u["provider"], u["model"], u["variant"]),
+        )

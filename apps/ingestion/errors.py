@@ -9,6 +9,9 @@ class IngestError(ValueError):
         self.source = source
         self.message = message
 
+    def __reduce__(self):  # raised in the parser process, re-raised here: pickle by its two fields
+        return (type(self), (self.source, self.message))
+
 
 class EmbeddingMismatchError(RuntimeError):
     """The database holds vectors of another model or dimension than the configured provider."""

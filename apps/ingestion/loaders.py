@@ -39,8 +39,10 @@ def load_bytes(
     source_url: str | None = None,
     taxonomy_path: str | list[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    skipped: list[IngestError] | None = None,
 ) -> list[SourceDocument]:
-    """Parse one file's bytes by its name's suffix (also used for API uploads)."""
+    """Parse one file's bytes by its name's suffix (also used for API uploads). With `skipped`, a
+    corpus file's invalid lines are listed there and left out instead of failing the whole file."""
     path = Path(name)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -50,7 +52,7 @@ def load_bytes(
     taxonomy = normalise_taxonomy(taxonomy_path)
     metadata = dict(metadata or {})
     if suffix == ".jsonl":
-        return list(_beir_lines(path, _read_text(path, data), taxonomy, metadata))
+        return list(_beir_lines(path, _read_text(path, data), taxonomy, metadata, skipped))
     if suffix == ".pdf":
         text, found_title, content_type = _pdf(path, data), path.stem, "application/pdf"
     elif suffix in (".html", ".htm"):
@@ -79,7 +81,7 @@ def load_bytes(
     ]
 
 
-def load_file(path: str | Path, max_bytes: int) -> list[SourceDocument]:
+def load_file(path: str | Path, max_bytes: int, skipped: list[IngestError] | None = None) -> list[SourceDocument]:
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -88,7 +90,8 @@ def load_file(path: str | Path, max_bytes: int) -> list[SourceDocument]:
         data = path.read_bytes()
     except OSError as exc:
         raise IngestError(str(path), f"cannot read file: {exc.strerror or exc}") from None
-    return load_bytes(str(path), data, max_bytes, external_id=str(path.resolve()), source_url=path.resolve().as_uri())
+    return load_bytes(str(path), data, max_bytes, external_id=str(path.resolve()), source_url=path.resolve().as_uri(),
+                      skipped=skipped)
 
 
 def iter_paths(paths: list[str | Path]) -> Iterator[Path]:
@@ -131,20 +134,32 @@ def _pdf(path: Path, data: bytes) -> str:
         raise IngestError(str(path), f"not a readable PDF ({exc})") from None
 
 
-def _beir_lines(path: Path, content: str, taxonomy: str, metadata: dict[str, Any]) -> Iterator[SourceDocument]:
+def _beir_row(where: str, line: str) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise IngestError(where, f"invalid JSON ({exc.msg})") from None
+    if not isinstance(row, dict) or "_id" not in row or "text" not in row:
+        raise IngestError(where, 'expected a BEIR corpus line {"_id", "title", "text"}')
+    if not str(row["text"]).strip() and not str(row.get("title", "")).strip():
+        raise IngestError(where, "document has no text")
+    return row
+
+
+def _beir_lines(path: Path, content: str, taxonomy: str, metadata: dict[str, Any],
+                skipped: list[IngestError] | None) -> Iterator[SourceDocument]:
     for lineno, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise IngestError(where, f"invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or "_id" not in row or "text" not in row:
-            raise IngestError(where, 'expected a BEIR corpus line {"_id", "title", "text"}')
+            row = _beir_row(where, line)
+        except IngestError as exc:
+            if skipped is None:
+                raise
+            skipped.append(exc)
+            continue
         text = str(row["text"])
-        if not text.strip() and not str(row.get("title", "")).strip():
-            raise IngestError(where, "document has no text")
         yield SourceDocument(
             text=text if text.strip() else str(row.get("title", "")),
             title=str(row.get("title") or ""),

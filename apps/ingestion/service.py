@@ -74,6 +74,7 @@ class IngestReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     outcomes: list[DocumentOutcome] = field(default_factory=list)
+    skipped: list[IngestError] = field(default_factory=list)  # with skip_invalid: what was left out, and why
 
     @property
     def docs_per_second(self) -> float:
@@ -125,6 +126,18 @@ class IngestionService:
             raise IngestError(doc.origin, "contains no text")
         return PreparedDocument(doc, doc.checksum, detect_language(doc.text), chunks)
 
+    def _prepare_all(self, documents: list[SourceDocument], skipped: list[IngestError] | None,
+                     ) -> list[PreparedDocument]:
+        prepared = []
+        for doc in documents:
+            try:
+                prepared.append(self.prepare(doc))
+            except IngestError as exc:
+                if skipped is None:
+                    raise
+                skipped.append(exc)
+        return prepared
+
     async def check_embedding_space(self) -> None:
         async with self.store.engine.connect() as conn:
             row = (await conn.execute(text("SELECT model, dim FROM embeddings LIMIT 1"))).first()
@@ -139,9 +152,11 @@ class IngestionService:
         documents: Sequence[SourceDocument],
         batch_size: int = 64,
         on_progress: ProgressCallback | None = None,
+        skip_invalid: bool = False,
     ) -> IngestReport:
-        """Validate every new or changed document first (nothing is written if one is bad), then write
-        in batches of `batch_size` documents, one transaction each."""
+        """Validate every new or changed document first (nothing is written if one is bad, unless
+        `skip_invalid` leaves the bad ones out and lists them), then write in batches of `batch_size`
+        documents, one transaction each."""
         start = time.perf_counter()
         report = IngestReport()
         by_identity = {d.identity: d for d in documents}  # the same identity twice: the last one wins
@@ -154,7 +169,7 @@ class IngestionService:
         report.unchanged = len(by_identity) - len(changed)
         if changed:
             await self.check_embedding_space()
-        prepared = await asyncio.to_thread(lambda: [self.prepare(d) for d in changed])
+        prepared = await asyncio.to_thread(self._prepare_all, changed, report.skipped if skip_invalid else None)
         done = report.unchanged
         if on_progress:
             on_progress(done, 0)
@@ -176,7 +191,7 @@ class IngestionService:
             done += len(batch)
             if on_progress:
                 on_progress(done, report.chunks)
-        report.documents = len(by_identity)
+        report.documents = len(by_identity) - len(report.skipped)
         report.seconds = time.perf_counter() - start
         log.info(
             "ingested",

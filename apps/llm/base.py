@@ -34,6 +34,10 @@ class Usage:
     output_tokens: int = 0
     cost_usd: float = 0.0
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
+                     round(self.cost_usd + other.cost_usd, 8))
+
 
 @dataclass
 class Generation:
@@ -58,4 +62,6 @@ class AnswerProvider(Protocol):
         """Text pieces as they come; fills `usage` when the stream ends."""
         ...
 
-    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...]) -> bool | None: ...
+    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...], usage: Usage) -> bool | None:
+        """Whether the evidence supports the answer (None: no model to ask); fills `usage`."""
+        ...

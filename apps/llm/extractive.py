@@ -4,6 +4,7 @@ in reading order with their sources."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -71,15 +72,16 @@ class ExtractiveProvider:
         chosen = self.select(request)
         return self.render(request, chosen) if chosen else [NOT_FOUND[request.language]]
 
+    # Selection analyses every retrieved sentence (Korean morphology is CPU): off the event loop.
     async def generate(self, request: ComposeRequest) -> Generation:
-        lines = self.lines(request)
+        lines = await asyncio.to_thread(self.lines, request)
         joiner = "\n" if request.mode == "keypoints" else " "
         return Generation(text=joiner.join(lines), provider=self.name, model=self.model)
 
     async def stream(self, request: ComposeRequest, usage: Usage) -> AsyncIterator[str]:
         joiner = "\n" if request.mode == "keypoints" else " "
-        for i, line in enumerate(self.lines(request)):
+        for i, line in enumerate(await asyncio.to_thread(self.lines, request)):
             yield (joiner if i else "") + line
 
-    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...]) -> bool | None:
+    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...], usage: Usage) -> bool | None:
         return None  # no model to ask

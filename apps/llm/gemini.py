@@ -76,6 +76,11 @@ class GeminiProvider:
         text, usage = await self._generate_text(compose_prompt(request), 512)
         return Generation(text=text, provider=self.name, model=self.model, usage=usage)
 
+    async def complete(self, prompt: str, max_tokens: int) -> Generation:
+        """A raw prompt (the debate's agents and judge build their own)."""
+        text, usage = await self._generate_text(prompt, max_tokens)
+        return Generation(text=text, provider=self.name, model=self.model, usage=usage)
+
     async def stream(self, request: ComposeRequest, usage: Usage) -> AsyncIterator[str]:
         config = types.GenerateContentConfig(temperature=0.2, max_output_tokens=512)
         metadata = None
@@ -100,8 +105,9 @@ class GeminiProvider:
         final = self._usage(metadata)
         usage.input_tokens, usage.output_tokens, usage.cost_usd = final.input_tokens, final.output_tokens, final.cost_usd
 
-    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...]) -> bool | None:
-        text, _ = await self._generate_text(judge_prompt(question, answer, evidence, detect_language(question)), 5)
+    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...], usage: Usage) -> bool | None:
+        text, spent = await self._generate_text(judge_prompt(question, answer, evidence, detect_language(question)), 5)
+        usage.input_tokens, usage.output_tokens, usage.cost_usd = spent.input_tokens, spent.output_tokens, spent.cost_usd
         word = text.strip().upper()
         if word.startswith("YES"):
             return True

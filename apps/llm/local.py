@@ -87,6 +87,15 @@ class LocalProvider:
         text = _first_line(reply["choices"][0].get("text") or "")
         return Generation(text=text, provider=self.name, model=self.model, usage=self._usage(reply.get("usage")))
 
+    async def complete(self, prompt: str, max_tokens: int) -> Generation:
+        """A raw completion prompt (the debate's agents and judge build their own), up to a stop string."""
+        body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stop": _STOP}
+        reply = await asyncio.to_thread(self._server.handle_completions, body)
+        if "error" in reply or not reply.get("choices"):
+            raise LLMError(f"local model failed: {reply.get('error', 'no choices')}")
+        text = (reply["choices"][0].get("text") or "").strip()
+        return Generation(text=text, provider=self.name, model=self.model, usage=self._usage(reply.get("usage")))
+
     async def stream(self, request: ComposeRequest, usage: Usage) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -136,5 +145,5 @@ class LocalProvider:
         finally:
             cancelled.set()  # the binding stops at its next chunk; the thread then ends by itself
 
-    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...]) -> bool | None:
+    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...], usage: Usage) -> bool | None:
         return None

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from apps.core import metrics
 from apps.core.config import environment_with_files
@@ -243,10 +245,16 @@ class FlagService:
                 name="*", actor=actor, at=utcnow(), old=None, new=None, reason=reason))
         await self.refresh(force=True)
 
+    # Two first writes of one flag race to insert its row; the loser retries and then updates it.
+    @retry(retry=retry_if_exception_type(IntegrityError), stop=stop_after_attempt(3), reraise=True)
     async def set(self, name: str, *, actor: str, reason: str, enabled: bool | None = None,
                   rollout: float | None = None, user_ids: list[str] | None = None, kill: bool | None = None,
                   ) -> FlagConfig:
-        """Write an override (fields left None keep their current override) and its audit entry, atomically."""
+        """Write an override (fields left None keep their current override) and its audit entry, atomically.
+
+        The row is locked while it is read and rewritten, so concurrent writers (a canary rollback and
+        an operator's kill switch) apply one after the other: neither undoes the other, and each audit
+        entry's "old" is what the previous writer left."""
         if name not in FLAGS:
             raise UnknownFlagError(f"unknown flag {name!r}; known: {', '.join(FLAGS)}")
         if not reason.strip():
@@ -254,7 +262,7 @@ class FlagService:
         if rollout is not None:
             rollout = parse_rollout(rollout, "rollout_fraction")
         async with write_transaction(self._engine) as conn:
-            row = (await conn.execute(select(FlagOverride).where(FlagOverride.name == name))).first()
+            row = (await conn.execute(_locked(name))).first()
             before = self._effective(name, row)
             if enabled is None and rollout and not before.enabled:
                 enabled = True  # as in the environment: setting a share means "on for that share"
@@ -280,7 +288,7 @@ class FlagService:
         if name not in FLAGS:
             raise UnknownFlagError(f"unknown flag {name!r}")
         async with write_transaction(self._engine) as conn:
-            row = (await conn.execute(select(FlagOverride).where(FlagOverride.name == name))).first()
+            row = (await conn.execute(_locked(name))).first()
             before = self._effective(name, row)
             await conn.execute(FlagOverride.__table__.delete().where(FlagOverride.name == name))
             await conn.execute(FlagAudit.__table__.insert().values(
@@ -306,6 +314,12 @@ class FlagService:
             newest = select(FlagAudit.name, func.max(FlagAudit.id).label("id")).group_by(FlagAudit.name).subquery()
             rows = (await conn.execute(select(FlagAudit).join(newest, FlagAudit.id == newest.c.id))).all()
         return {r.name: {"at": r.at.isoformat(), "actor": r.actor, "reason": r.reason} for r in rows}
+
+
+def _locked(name: str) -> Select:
+    """The override row, locked until the transaction ends (PostgreSQL; SQLite's writer lock is the
+    whole database, taken by `write_transaction`)."""
+    return select(FlagOverride).where(FlagOverride.name == name).with_for_update()
 
 
 @dataclass(frozen=True)

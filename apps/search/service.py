@@ -59,7 +59,7 @@ class SearchService:
             ) from None
 
     async def _bm25_leg(self, query: str, depth: int, filters: SearchFilters) -> list[LegHit]:
-        terms = self.analyzer.query_terms(query, self.settings.max_query_terms)
+        terms = await self.analyzer.aquery_terms(query, self.settings.max_query_terms)
         return await self.store.bm25(terms, depth, filters)
 
     async def _dense_leg(self, query: str, depth: int, filters: SearchFilters) -> list[LegHit]:

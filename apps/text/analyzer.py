@@ -8,11 +8,14 @@ mixed text is handled per script.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import Stemmer
+from cachetools import LRUCache
 
 from apps.text.language import has_hangul
 from apps.text.stopwords import ENGLISH_STOPWORDS
@@ -26,13 +29,19 @@ _LATIN_TAG = "SL"
 
 
 class Analyzer:
+    """`tokens()` for threads (ingestion, grounding), `atokens()`/`aquery_terms()` for the event loop:
+    a cache miss there runs on the analyser's own thread, so Korean analysis never blocks the loop."""
+
     def __init__(self) -> None:
         self._stemmer = Stemmer.Stemmer("english")
         self._kiwi = None
+        # One Kiwi model (~500 MB) for the process: threads take turns on it instead of each loading one.
         self._kiwi_lock = threading.Lock()
         # A pure function of the text, and answer composition re-analyses the same chunks and
         # sentences for every question that retrieves them: Korean morphological analysis is the cost.
-        self._cached = lru_cache(maxsize=16384)(self._analyse)
+        self._cache: LRUCache[str, tuple[str, ...]] = LRUCache(maxsize=16384)
+        self._cache_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyse")
 
     def _english(self, text: str) -> list[str]:
         words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in ENGLISH_STOPWORDS]
@@ -59,12 +68,30 @@ class Analyzer:
     def _analyse(self, text: str) -> tuple[str, ...]:
         return tuple(self._korean(text) if has_hangul(text) else self._english(text))
 
+    def _cached(self, text: str) -> tuple[str, ...] | None:
+        with self._cache_lock:
+            return self._cache.get(text)
+
     def tokens(self, text: str) -> tuple[str, ...]:
-        return self._cached(text)
+        found = self._cached(text)
+        if found is None:
+            found = self._analyse(text)
+            with self._cache_lock:
+                self._cache[text] = found
+        return found
+
+    async def atokens(self, text: str) -> tuple[str, ...]:
+        found = self._cached(text)
+        if found is not None:
+            return found
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.tokens, text)
 
     def query_terms(self, text: str, limit: int) -> list[str]:
         """Unique query terms in first-seen order, at most `limit` (bounds the cost of huge queries)."""
         return list(dict.fromkeys(self.tokens(text)))[:limit]
+
+    async def aquery_terms(self, text: str, limit: int) -> list[str]:
+        return list(dict.fromkeys(await self.atokens(text)))[:limit]
 
 
 @lru_cache(maxsize=1)

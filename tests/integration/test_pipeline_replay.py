@@ -76,7 +76,7 @@ async def test_bandit_decisions_are_logged_and_feedback_joins_them(api: Api) -> 
                                   json={"request_id": "nope", "rating": 1})).status_code == 404
 
     await runtime.bandit.drain()
-    decisions = {r.request_id: r for r in await runtime.bandit.decisions.rewarded()}
+    decisions = {r.request_id: r async for r in runtime.bandit.decisions.rewarded()}
     assert decisions["q0"].reward == 0.8 and decisions["q0"].action == served["q0"]["strategy"]
     assert decisions["q0"].state == served["q0"]["bandit"]["state"] and decisions["q0"].variant == "new"
     assert decisions["q0"].probabilities == served["q0"]["bandit"]["probabilities"]
@@ -95,7 +95,7 @@ async def test_implicit_reward_after_the_window_and_replay_off_stores_nothing(ap
     runtime.bandit.settings = runtime.settings.model_validate({**runtime.settings.model_dump(),
                                                                 "bandit_reward_window_s": 0})
     assert await runtime.bandit.settle() == 1
-    [row] = await runtime.bandit.decisions.rewarded()
+    [row] = [r async for r in runtime.bandit.decisions.rewarded()]
     assert row.reward_source == "implicit" and 0 < row.reward <= 1  # query terms found in the top hits
     assert await runtime.bandit.replay.size() == 0  # experience_replay is off: an online update instead
     await runtime.bandit.learner.refresh(force=True)

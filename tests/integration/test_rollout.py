@@ -99,14 +99,18 @@ async def test_metrics_views_and_debug(api: Api) -> None:
                  "q_table_states", "batch_learning_success_total", "canary_state", "feature_flag_evaluations_total"):
         assert name in text, name
     assert 'variant="legacy"' in text
-    view = (await api.client.get("/metrics", params={"minutes": 60})).json()
+    read = api.headers("read")
+    view = (await api.client.get("/metrics", params={"minutes": 60}, headers=read)).json()
     assert view["requests_by_pipeline_type"]["legacy"] >= 1 and "p95" in view["latency_ms_by_variant"]["legacy"]
-    assert (await api.client.get("/metrics", headers={"Accept": "application/json"})).json()["window_minutes"] == 60
-    health = (await api.client.get("/metrics/health")).json()
+    assert (await api.client.get("/metrics", headers={**read, "Accept": "application/json"})
+            ).json()["window_minutes"] == 60
+    health = (await api.client.get("/metrics/health", headers=read)).json()
     assert health["status"] in ("healthy", "warning", "critical") and health["checks"]["error_rate"]["value"] == 0
-    cost = (await api.client.get("/metrics/llm-cost", params={"minutes": 1440})).json()
+    cost = (await api.client.get("/metrics/llm-cost", params={"minutes": 1440}, headers=read)).json()
     assert cost["total_cost_usd"] == 0 and cost["window_minutes"] == 1440
-    debug = (await api.client.get("/debug")).json()
+    assert (await api.client.get("/debug")).status_code == 401  # settings and flags are for admins
+    assert (await api.client.get("/debug", headers=read)).status_code == 403
+    debug = (await api.client.get("/debug", headers=api.headers("admin"))).json()
     assert debug["settings"]["secret_key"] == "***" and debug["providers"]["extractive"] == "available"
 
 
@@ -126,7 +130,7 @@ async def test_debug_is_hidden_and_faults_refused_in_production(settings) -> Non
     prod = settings.model_validate({**settings.model_dump(), "environment": "production",
                                     "secret_key": "a-real-production-secret"})
     async with api_client(prod) as api:
-        assert (await api.client.get("/debug")).status_code == 404
+        assert (await api.client.get("/debug", headers=api.headers("admin"))).status_code == 404
 
 
 # --- canary ---------------------------------------------------------------------------------------------

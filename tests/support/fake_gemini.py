@@ -1,7 +1,9 @@
 """A local HTTP server speaking the Gemini REST API (generateContent, streamGenerateContent?alt=sse).
 
 Each request takes the next scripted behaviour: reply with text, fail with a status, send a malformed
-body, or stall. Requests are recorded so tests can check what the SDK sent.
+body, reply with no text, or stall. Concurrent callers (debating agents) make the order of requests
+unpredictable, so `route` may pick the behaviour from the prompt instead; it returns None to fall
+through to the script. Requests are recorded so tests can check what the SDK sent.
 """
 
 from __future__ import annotations
@@ -9,13 +11,19 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def _prompt(body: dict) -> str:
+    return "\n".join(part.get("text", "") for content in body.get("contents", [])
+                     for part in content.get("parts", []))
+
+
 @dataclass
 class Behaviour:
-    kind: str = "ok"  # ok | status | malformed | slow
+    kind: str = "ok"  # ok | status | malformed | empty | slow
     text: str = "Kimchi is fermented cabbage [1]."
     status: int = 200
     delay_s: float = 0.0
@@ -26,6 +34,7 @@ class FakeGemini:
     script: list[Behaviour] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
     default: Behaviour = field(default_factory=Behaviour)
+    route: Callable[[str], Behaviour | None] | None = None  # prompt text -> behaviour
 
     def __post_init__(self) -> None:
         fake = self
@@ -37,7 +46,9 @@ class FakeGemini:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fake.requests.append({"path": self.path, "body": body, "key": self.headers.get("x-goog-api-key")})
-                b = fake.script.pop(0) if fake.script else fake.default
+                b = fake.route(_prompt(body)) if fake.route else None
+                if b is None:
+                    b = fake.script.pop(0) if fake.script else fake.default
                 if b.delay_s:
                     time.sleep(b.delay_s)
                 if b.kind == "status":
@@ -46,6 +57,10 @@ class FakeGemini:
                     return
                 if b.kind == "malformed":
                     self._raw(200, b"{not json", "application/json")
+                    return
+                if b.kind == "empty":
+                    self._send(200, {"candidates": [{"content": {"parts": [], "role": "model"},
+                                                     "finishReason": "SAFETY"}]})
                     return
                 usage = {"promptTokenCount": 120, "candidatesTokenCount": 12, "totalTokenCount": 132}
                 if ":streamGenerateContent" in self.path:

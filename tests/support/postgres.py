@@ -37,5 +37,14 @@ class PostgresHarness:
     def drop_database(self, name: str) -> None:
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
 
+    def pause(self) -> None:
+        """Stop the server process, keeping its data (a database outage for drills)."""
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+
+    def resume(self) -> None:
+        self.server.ensure_postgres_running()
+
     def stop(self) -> None:
         self.server.cleanup()

@@ -31,11 +31,15 @@ def free_port() -> int:
 
 class RedisServer:
     def __init__(self) -> None:
-        binary = ensure_installed()
+        self._binary = ensure_installed()
         self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix="dtrag-redis-")
+        self.start()
+
+    def start(self) -> None:
+        """(Re)start on the same port, so clients configured with `url` reconnect by themselves."""
         self._proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self._dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
-ENTRY_POINTS = ("apps.api", "apps.cli", "apps.bench", "apps.runtime")
+ENTRY_POINTS = ("apps.api", "apps.cli", "apps.bench", "apps.integrations", "apps.runtime")
 # What each layer may import from the project, besides itself (the README's folder table).
 ALLOWED = {
     "apps.core": (),

@@ -46,7 +46,8 @@ async def revoke_key(key_id: str, runtime: RuntimeDep, _: AdminKey) -> Response:
 
 @router.get("/metrics", summary="Requests, error rate and latency per endpoint and strategy")
 async def metrics(
-    runtime: RuntimeDep, _: AdminKey, minutes: Annotated[float, Query(gt=0, le=60 * 24 * 7)] = 60
+    runtime: RuntimeDep, _: AdminKey,
+    minutes: Annotated[float, Query(gt=0, le=60 * 24, description="window in minutes, at most 1440 (24 h)")] = 60,
 ) -> dict[str, Any]:
     return await runtime.request_log.window(minutes)
 

@@ -23,12 +23,20 @@ class AnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     q: NonBlank = Field(..., min_length=1, max_length=4000, description="the question, English or Korean")
-    mode: Literal["answer", "summary", "keypoints"] = "answer"
+    mode: Literal["answer", "summary", "keypoints", "debate"] = Field(
+        "answer", description="debate: agents on different shares of the evidence settle the answer")
     final_topk: int = Field(5, ge=1, le=20, description="chunks to compose from")
     filters: SearchFiltersIn | None = None
     strategy: str | None = None
     provider: Literal["extractive", "gemini", "local"] | None = Field(None, description="default from settings")
     stream: bool = False
+
+
+def _record(request: Request, result: AnswerResponse) -> None:
+    """What the request context middleware logs with this request (strategy, quality, LLM usage)."""
+    request.state.strategy = result.strategy
+    request.state.quality = result.confidence
+    request.state.llm = result.llm_usage()
 
 
 def _sse(event: str, data: Any) -> str:
@@ -37,7 +45,8 @@ def _sse(event: str, data: Any) -> str:
 
 @router.post("/answer", response_model=AnswerResponse, summary="Answer a question from the documents, with citations",
              responses={200: {"content": {"text/event-stream": {}},
-                              "description": "JSON, or with stream=true Server-Sent Events: `token` events, then `final`"}})
+                              "description": "JSON, or with stream=true Server-Sent Events: `token` events, "
+                                             "`round` events of a debate, then `final`"}})
 async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, _: ReadKey) -> Any:
     pipelines = runtime.pipelines
     try:
@@ -56,9 +65,7 @@ async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, _: ReadK
                          variant=assignment.variant)
     if not body.stream:
         result = await pipeline.execute(call)
-        request.state.strategy = result.strategy
-        request.state.quality = result.confidence
-        request.state.llm = result.llm_usage()
+        _record(request, result)
         return result
 
     async def events() -> AsyncIterator[str]:
@@ -67,7 +74,10 @@ async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, _: ReadK
                 yield _sse("token", {"text": event["token"]})
             elif "reset" in event:
                 yield _sse("reset", {})
+            elif "round" in event:
+                yield _sse("round", event["round"])
             elif "final" in event:
+                _record(request, event["final"])  # before the last byte: the request log sees it
                 yield _sse("final", event["final"].model_dump(mode="json"))
 
     return StreamingResponse(events(), media_type="text/event-stream",

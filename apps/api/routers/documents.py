@@ -19,7 +19,8 @@ from apps.core.models import Document
 from apps.ingestion import catalog
 from apps.ingestion.documents import SourceDocument
 from apps.ingestion.errors import EmbeddingMismatchError, IngestError
-from apps.ingestion.loaders import SUPPORTED_SUFFIXES, load_bytes
+from apps.ingestion.loaders import SUPPORTED_SUFFIXES
+from apps.runtime import Runtime
 
 router = APIRouter(tags=["documents"])
 
@@ -60,7 +61,7 @@ def _from_model(body: DocumentIn) -> SourceDocument:
     )
 
 
-async def _parse(request: Request, max_bytes: int) -> tuple[SourceDocument, str]:
+async def _parse(request: Request, runtime: Runtime) -> tuple[SourceDocument, str]:
     """The document in the request and a hash of its meaning (not its bytes: multipart boundaries vary)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
@@ -90,10 +91,11 @@ async def _parse(request: Request, max_bytes: int) -> tuple[SourceDocument, str]
         if not isinstance(metadata, dict):
             raise _invalid("metadata", "must be a JSON object")
         try:
-            documents = load_bytes(
-                upload.filename or "upload", data, max_bytes, title=fields.get("title") or None,
-                external_id=fields.get("external_id") or None, source_url=fields.get("source_url") or None,
-                taxonomy_path=fields.get("taxonomy_path"), metadata=metadata,
+            documents = await runtime.parser.parse(
+                upload.filename or "upload", data, runtime.settings.max_document_bytes,
+                title=fields.get("title") or None, external_id=fields.get("external_id") or None,
+                source_url=fields.get("source_url") or None, taxonomy_path=fields.get("taxonomy_path"),
+                metadata=metadata,
             )
         except IngestError as exc:
             raise HTTPException(422, str(exc)) from None
@@ -117,7 +119,7 @@ async def create_document(
     key: WriteKey,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Any:
-    document, request_hash = await _parse(request, runtime.settings.max_document_bytes)
+    document, request_hash = await _parse(request, runtime)
     if idempotency_key:
         try:
             previous = await runtime.idempotency.replay(key.id, idempotency_key, request_hash)

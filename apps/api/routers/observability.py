@@ -1,15 +1,21 @@
-"""Prometheus `/metrics`, the runbooks' JSON views of it, and `/debug` outside production."""
+"""Prometheus `/metrics`, the runbooks' JSON views of it, and `/debug` outside production.
+
+Only the Prometheus text is open by default (scrapers rarely carry keys, and it holds counters, not
+traffic details); the JSON views read the shared request log and need a read key.
+`METRICS_REQUIRE_KEY=true` puts the Prometheus text behind a read key too. The windows are capped:
+the views are SQL aggregates, but a day of events is what they are for.
+"""
 
 from __future__ import annotations
 
 from importlib.util import find_spec
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from apps.api.deps import RuntimeDep, require
+from apps.api.deps import AdminKey, ReadKey, RuntimeDep, api_key_header, require
 from apps.core import metrics
 from apps.core.api_keys import Scope
 from apps.core.config import Environment
@@ -22,12 +28,12 @@ ERROR_RATE_WARNING, ERROR_RATE_ELEVATED, ERROR_RATE_CRITICAL = 0.01, 0.05, 0.10
 MEAN_MS_WARNING, MEAN_MS_CRITICAL = 1000.0, 5000.0
 LLM_MS_WARNING, LLM_MS_CRITICAL = 5000.0, 15000.0
 _CANARY_STATES = {"idle": 0, "pass": 1, "hold": 2, "fail": 3, "breach": 4}
-_Minutes = Annotated[float | None, Query(gt=0, le=60 * 24 * 7, description="window; implies the JSON view")]
-
-
-async def _guard(request: Request, runtime: Any) -> None:
-    if runtime.settings.metrics_require_key:
-        await require(Scope.read)(runtime, request.headers.get("x-api-key"))
+DAY_MINUTES = 60 * 24
+COST_MINUTES = 31 * DAY_MINUTES
+_Minutes = Annotated[float | None, Query(gt=0, le=DAY_MINUTES,
+                                         description="window in minutes, at most 1440 (24 h); implies the JSON view")]
+_ViewMinutes = Annotated[float, Query(gt=0, le=DAY_MINUTES, description="window in minutes, at most 1440 (24 h)")]
+_CostMinutes = Annotated[float, Query(gt=0, le=COST_MINUTES, description="window in minutes, at most 44640 (31 days)")]
 
 
 async def _database_gauges(runtime: Any) -> dict[str, tuple[str, list[tuple[dict[str, str], float]]]]:
@@ -47,10 +53,14 @@ async def _database_gauges(runtime: Any) -> dict[str, tuple[str, list[tuple[dict
     }
 
 
-@router.get("/metrics", summary="Prometheus metrics; JSON by variant with Accept: application/json or ?minutes=")
-async def prometheus(request: Request, runtime: RuntimeDep, minutes: _Minutes = None) -> Response:
-    await _guard(request, runtime)
-    if minutes is not None or "application/json" in request.headers.get("accept", ""):
+@router.get("/metrics", summary="Prometheus metrics (open unless METRICS_REQUIRE_KEY); JSON by variant with "
+                              "Accept: application/json or ?minutes= (read key)")
+async def prometheus(request: Request, runtime: RuntimeDep, minutes: _Minutes = None,
+                     api_key: Annotated[str | None, Security(api_key_header)] = None) -> Response:
+    as_json = minutes is not None or "application/json" in request.headers.get("accept", "")
+    if as_json or runtime.settings.metrics_require_key:
+        await require(Scope.read)(runtime, api_key)
+    if as_json:
         return JSONResponse(await _variant_view(runtime, minutes or 60))
     return Response(metrics.render(await _database_gauges(runtime)), media_type=CONTENT_TYPE_LATEST)
 
@@ -74,9 +84,7 @@ def _level(value: float, warning: float, critical: float) -> str:
 
 
 @router.get("/metrics/health", summary="healthy / warning / critical from error rate, latency and LLM latency")
-async def metrics_health(request: Request, runtime: RuntimeDep,
-                         minutes: Annotated[float, Query(gt=0, le=60 * 24 * 7)] = 15) -> dict[str, Any]:
-    await _guard(request, runtime)
+async def metrics_health(runtime: RuntimeDep, _: ReadKey, minutes: _ViewMinutes = 15) -> dict[str, Any]:
     window = await runtime.request_log.window(minutes)
     total = window["total"]
     llm = await runtime.request_log.llm_usage(minutes)
@@ -100,16 +108,15 @@ async def metrics_health(request: Request, runtime: RuntimeDep,
 
 
 @router.get("/metrics/llm-cost", summary="LLM tokens and cost by provider, model and variant")
-async def llm_cost(request: Request, runtime: RuntimeDep,
-                   minutes: Annotated[float, Query(gt=0, le=60 * 24 * 31)] = 1440) -> dict[str, Any]:
-    await _guard(request, runtime)
+async def llm_cost(runtime: RuntimeDep, _: ReadKey, minutes: _CostMinutes = 1440) -> dict[str, Any]:
     rows = await runtime.request_log.llm_usage(minutes)
     return {"window_minutes": minutes, "total_cost_usd": round(sum(r["cost_usd"] for r in rows), 6),
             "total_tokens": sum(r["input_tokens"] + r["output_tokens"] for r in rows), "by_model": rows}
 
 
-@router.get("/debug", summary="Effective settings (secrets redacted), flags, providers, dependencies; not in production")
-async def debug(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+@router.get("/debug", summary="Effective settings (secrets redacted), flags, providers, dependencies; admin key; "
+                            "not in production")
+async def debug(runtime: RuntimeDep, _: AdminKey) -> dict[str, Any]:
     settings = runtime.settings
     if settings.environment is Environment.production:
         raise HTTPException(404, "GET /debug is disabled in production")

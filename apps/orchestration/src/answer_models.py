@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from apps.llm.base import Mode
 from apps.search.types import SearchFilters
+
+AnswerMode = Literal["answer", "summary", "keypoints", "debate"]
 
 
 @dataclass
 class AnswerRequest:
     question: str
-    mode: Mode = "answer"
+    mode: AnswerMode = "answer"  # "debate": an answer settled by the agents' debate
     top_k: int = 5
     filters: SearchFilters = field(default_factory=SearchFilters)
     strategy: str | None = None
@@ -56,6 +57,20 @@ class DegradedNode(BaseModel):
     reason: str
 
 
+class DebateOut(BaseModel):
+    rounds: int
+    llm_calls: int
+    stop_reason: str
+    agreement: float
+    conflict: bool
+    judge: str | None
+    fell_back: bool
+    usage: UsageOut
+    elapsed_ms: float
+    agents: list[list[dict[str, Any]]] = Field(description="per round, per agent: answer, cited chunk ids, "
+                                                           "verified and struck claims")
+
+
 class AnswerResponse(BaseModel):
     question: str
     answer: str
@@ -73,6 +88,7 @@ class AnswerResponse(BaseModel):
     degraded: bool
     degraded_nodes: list[DegradedNode]
     request_id: str
+    debate: DebateOut | None = Field(None, description="with mode debate (or the debate_mode flag)")
 
     def llm_usage(self) -> dict[str, Any]:
         """What the request log records about the LLM behind this answer (nothing for no LLM)."""

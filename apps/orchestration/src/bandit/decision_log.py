@@ -1,30 +1,28 @@
 """The decision log: every served choice with its full probability vector; rewards join by request id.
 
-Decisions are buffered in the process and written every `flush_interval_s` in one transaction, so
-choosing and logging cost the request microseconds. A lookup by request id flushes this process's
-buffer first and waits out one flush interval for other workers' buffers before saying "unknown".
+Decisions are buffered in the process and written every `flush_interval_s` in one statement, so
+choosing and logging cost the request microseconds; a decision the database refuses is logged and
+dropped without holding back the others (see `BufferedWriter`). A lookup by request id flushes this
+process's buffer first and waits out one flush interval for other workers' buffers before saying
+"unknown".
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from apps.core.db import write_transaction
+from apps.core.buffered_writer import BufferedWriter
 from apps.core.models import BanditDecision, utcnow
 from apps.core.periodic import Periodic
-
-log = logging.getLogger(__name__)
-
-_MAX_BUFFER = 50_000  # while the database is unreachable, keep at most this many decisions
 
 
 @dataclass
@@ -41,36 +39,38 @@ class Decision:
     replay: bool = True
     implicit_reward: float | None = None
     created_at: datetime = field(default_factory=utcnow)
+    debated: bool = False  # the answer was settled by a debate: what it cost is part of the arm's price
+    debate_llm_calls: int = 0
+    debate_cost_usd: float = 0.0
+
+
+def _describe(decision: Decision) -> dict[str, Any]:
+    # The id is the client's X-Request-ID: the log shows enough of it to find the request, no more.
+    return {"request_id": decision.request_id[:100], "request_id_length": len(decision.request_id),
+            "endpoint": decision.endpoint}
 
 
 class DecisionLog:
     def __init__(self, engine: AsyncEngine, flush_interval_s: float = 0.2) -> None:
         self._engine = engine
         self._interval = flush_interval_s
-        self._buffer: list[Decision] = []
+        self._writer: BufferedWriter[Decision] = BufferedWriter("decision-log", engine, self._insert, _describe)
         self._flusher = Periodic("decision-log-flush", flush_interval_s, self.flush)
-        self._lock = asyncio.Lock()
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
 
     def record(self, decision: Decision) -> None:
-        self._buffer.append(decision)
+        self._writer.append(decision)
+
+    async def _insert(self, conn: AsyncConnection, rows: list[Decision]) -> None:
+        insert_ = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        # A client may reuse an X-Request-ID: the first decision under an id stands.
+        await conn.execute(insert_(BanditDecision).on_conflict_do_nothing(), [asdict(d) for d in rows])
 
     async def flush(self) -> None:
-        async with self._lock:
-            if not self._buffer:
-                return
-            rows, self._buffer = self._buffer, []
-            insert_ = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
-            try:
-                async with write_transaction(self._engine) as conn:
-                    # A client may reuse an X-Request-ID: the first decision under an id stands.
-                    await conn.execute(insert_(BanditDecision).on_conflict_do_nothing(), [asdict(d) for d in rows])
-            except Exception as exc:  # keep them for the next flush rather than lose the log
-                log.warning("decision log write failed, retrying next flush: %s", type(exc).__name__)
-                self._buffer[:0] = rows[-_MAX_BUFFER:]
+        await self._writer.flush()
 
     def start(self) -> None:
         self._flusher.start()
@@ -120,13 +120,28 @@ class DecisionLog:
                        BanditDecision.probabilities, BanditDecision.reward, BanditDecision.replay)
         )).all())
 
-    async def rewarded(self, since: datetime | None = None, endpoint: str | None = None) -> list[Any]:
-        """Rewarded decisions, oldest first: the logged data for off-policy evaluation."""
+    async def rewarded(self, since: datetime | None = None, endpoint: str | None = None,
+                       page_size: int = 1000) -> AsyncIterator[Any]:
+        """Rewarded decisions, oldest first: the logged data for off-policy evaluation.
+
+        Read a page at a time, keyset on (created_at, request_id), so a long log never sits in
+        memory at once and no connection stays open between pages."""
         await self.flush()
-        query = select(BanditDecision).where(BanditDecision.reward.is_not(None))
+        d = BanditDecision
+        query = select(d).where(d.reward.is_not(None))
         if since is not None:
-            query = query.where(BanditDecision.created_at >= since)
+            query = query.where(d.created_at >= since)
         if endpoint is not None:
-            query = query.where(BanditDecision.endpoint == endpoint)
-        async with self._engine.connect() as conn:
-            return list((await conn.execute(query.order_by(BanditDecision.created_at))).all())
+            query = query.where(d.endpoint == endpoint)
+        query = query.order_by(d.created_at, d.request_id).limit(page_size)
+        page = query
+        while True:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(page)).all()
+            for row in rows:
+                yield row
+            if len(rows) < page_size:
+                return
+            last = rows[-1]
+            page = query.where(or_(d.created_at > last.created_at,
+                                   and_(d.created_at == last.created_at, d.request_id > last.request_id)))

@@ -91,7 +91,7 @@ class StrategyBandit:
         start = time.perf_counter()
         await self.learner.refresh()
         first_look = await self.search.first_look(query, top_k, filters)
-        terms = self.search.analyzer.query_terms(query, self.settings.max_query_terms)
+        terms = await self.search.analyzer.aquery_terms(query, self.settings.max_query_terms)
         state = encode_state(query, terms, first_look)
         action, probabilities = self.learner.select(state, request_id)
         result = await self.search.search(query, top_k, filters, action, prefetched={BM25: first_look})

@@ -1,0 +1,154 @@
+"""`dtrag bench soak`: a mix of search, answer, feedback and ingest at a fixed arrival rate against a
+real server on loopback, for a duration; errors by status, latency per route, the RSS of every
+serving process at start and end, and database growth.
+
+Arrivals are open-loop (request i is sent at start + i / rate whether or not earlier ones finished),
+so a server that falls behind shows it in latency and errors instead of slowing the load down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mmh3
+import psutil
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from apps.bench.server import serving
+from apps.core.api_keys import Scope
+from apps.core.config import Settings
+from apps.core.migrations import upgrade
+from apps.core.stats import percentile
+from apps.runtime import build_runtime
+from apps.sample_corpus import sample_documents
+
+# Share of arrivals per kind (of 100): mostly reads, as a team's traffic is.
+MIX = (("search", 55), ("answer", 25), ("feedback", 12), ("ingest", 8))
+QUESTIONS = ("What is retrieval-augmented generation?", "How do feature flags roll out safely?",
+             "What does vitamin D deficiency cause?", "How does PostgreSQL index vectors?",
+             "기계 학습이란 무엇인가?", "훈민정음은 언제 창제되었나?", "How do transformers use attention?",
+             "What is reinforcement learning?")
+
+
+def _kind(i: int) -> str:
+    bucket = mmh3.hash(f"soak:{i}", signed=False) % 100
+    for kind, share in MIX:
+        if bucket < share:
+            return kind
+        bucket -= share
+    return MIX[0][0]
+
+
+def _serving_processes(server_pid: int) -> list[psutil.Process]:
+    """The processes that answer requests: uvicorn's workers, or the server itself with one worker."""
+    root = psutil.Process(server_pid)
+    workers = [p for p in root.children() if "resource_tracker" not in " ".join(p.cmdline())]
+    return workers or [root]
+
+
+def _rss_mb(processes: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            out[p.pid] = round(p.memory_info().rss / 2**20, 1)
+    return out
+
+
+async def _database_bytes(settings: Settings) -> int:
+    if settings.is_sqlite:
+        path = Path(make_url(settings.database_url).database or "")
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.engine.connect() as conn:
+            return int((await conn.execute(text("SELECT pg_database_size(current_database())"))).scalar_one())
+    finally:
+        await runtime.close()
+
+
+async def _prepare(settings: Settings) -> dict[str, str]:
+    """Migrate, ingest the sample corpus, mint the keys the load uses."""
+    upgrade(settings.database_url)
+    runtime = build_runtime(settings)
+    try:
+        await runtime.ingestion.ingest(sample_documents())
+        return {scope.name: (await runtime.keys.create(scope, name=f"soak-{scope.name}"))[1]
+                for scope in (Scope.read, Scope.write)}
+    finally:
+        await runtime.close()
+
+
+async def bench_soak(settings: Settings, duration_s: float, rate: float, workers: int = 1,
+                     database_url: str | None = None) -> dict[str, Any]:
+    url = database_url or f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='dtrag-soak-')) / 'soak.sqlite'}"
+    settings = settings.model_validate({**settings.model_dump(), "database_url": url})
+    keys = await _prepare(settings)
+    db_start = await _database_bytes(settings)
+    env = {"RATE_LIMIT_PER_MINUTE": "1000000", "FEATURE_SOFT_Q_BANDIT": "true", "FEATURE_EXPERIENCE_REPLAY": "true"}
+    statuses: Counter[str] = Counter()
+    latencies: dict[str, list[float]] = defaultdict(list)
+    served: list[str] = []  # request ids of answered searches, for feedback
+    async with serving(url, workers, **env) as (base, pid):
+        processes = _serving_processes(pid)
+        rss_start = _rss_mb(processes)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+
+            async def one(i: int) -> None:
+                kind = _kind(i)
+                if kind == "feedback" and not served:
+                    kind = "search"
+                read = {"X-API-Key": keys["read"], "X-Request-ID": f"soak-{i}"}
+                question = QUESTIONS[i % len(QUESTIONS)]
+                start = time.perf_counter()
+                try:
+                    if kind == "search":
+                        r = await client.post("/api/v1/search", headers=read, json={"q": question, "final_topk": 5})
+                    elif kind == "answer":
+                        r = await client.post("/answer", headers=read, json={"q": question})
+                    elif kind == "feedback":
+                        r = await client.post("/api/v1/feedback", headers=read,
+                                              json={"request_id": served[i % len(served)], "rating": 0.5})
+                    else:
+                        r = await client.post("/api/v1/documents", headers={"X-API-Key": keys["write"]}, json={
+                            "title": f"Soak note {i}", "external_id": f"soak-{i}",
+                            "text": f"Soak note {i}: the on-call rotation reviews {question.lower()}"})
+                    status = str(r.status_code)
+                    if kind == "search" and r.status_code == 200:
+                        served.append(f"soak-{i}")
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                latencies[kind].append((time.perf_counter() - start) * 1000)
+                statuses[status] += 1
+
+            start = time.monotonic()
+            tasks = []
+            for i in range(int(duration_s * rate)):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+            elapsed = time.monotonic() - start
+        rss_end = _rss_mb(processes)
+    db_end = await _database_bytes(settings)
+    errors = {s: n for s, n in statuses.items() if not s.startswith("2")}
+    growth = {pid: round((rss_end[pid] - mb) / mb * 100, 2) for pid, mb in rss_start.items() if pid in rss_end}
+    return {
+        "backend": settings.backend, "workers": workers, "rate_per_s": rate, "duration_s": round(elapsed, 1),
+        "requests": sum(statuses.values()), "errors": errors, "statuses": dict(statuses),
+        "routes": {kind: {"requests": len(v), "p50_ms": round(statistics.median(v), 1),
+                          "p95_ms": round(percentile(v, 95), 1), "p99_ms": round(percentile(v, 99), 1)}
+                   for kind, v in sorted(latencies.items())},
+        "rss_mb": {"start": rss_start, "end": rss_end, "growth_percent": growth},
+        "database_bytes": {"start": db_start, "end": db_end, "growth": db_end - db_start},
+    }
