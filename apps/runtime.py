@@ -19,6 +19,7 @@ from apps.core.request_log import RequestLog
 from apps.core.retention import Retention
 from apps.ingestion.parsing import DocumentParser
 from apps.ingestion.service import IngestionService
+from apps.jobs.service import JobService, build_jobs
 from apps.llm.factory import ProviderFactory
 from apps.orchestration.src.bandit.decision_log import DecisionLog
 from apps.orchestration.src.bandit.q_learning import SoftQLearning
@@ -52,6 +53,7 @@ class Runtime:
     request_log: RequestLog
     canary: CanaryController
     retention: Retention
+    jobs: JobService
     redis: Any | None = None  # redis.asyncio.Redis when REDIS_URL is set
 
     async def warm_up(self) -> None:
@@ -67,8 +69,10 @@ class Runtime:
         self.flags.start()
         self.canary.start()
         self.retention.start()
+        self.jobs.start()
 
     async def close(self) -> None:
+        await self.jobs.close()
         await self.retention.stop()
         await self.canary.stop()
         await self.request_log.stop()
@@ -105,23 +109,27 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     flags = FlagService(engine, settings.flag_refresh_s)
     request_log = RequestLog(engine)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
+    ingestion = IngestionService(store, embedder, analyzer, settings)
+    parser = DocumentParser()
+    idempotency = IdempotencyStore(engine, settings.idempotency_ttl_s)
     return Runtime(
         settings=settings,
         engine=engine,
         sessions=sessions,
         store=store,
         search=search,
-        ingestion=IngestionService(store, embedder, analyzer, settings),
-        parser=DocumentParser(),
+        ingestion=ingestion,
+        parser=parser,
         bandit=bandit,
         flags=flags,
         pipelines=AnswerPipelines(bandit, ProviderFactory(settings, analyzer), analyzer, settings, flags),
         keys=ApiKeyStore(engine, settings.secret_key),
         limiter=RedisRateLimiter(redis) if redis is not None else DatabaseRateLimiter(engine),
-        idempotency=IdempotencyStore(engine, settings.idempotency_ttl_s),
+        idempotency=idempotency,
         request_log=request_log,
         canary=CanaryController(engine, flags, request_log, settings),
         retention=Retention(engine, settings),
+        jobs=build_jobs(engine, ingestion, parser, bandit, flags, idempotency, settings),
         redis=redis,
     )
 

@@ -11,7 +11,8 @@ from fastapi import APIRouter, FastAPI
 from apps import __version__
 from apps.api import problems
 from apps.api.middleware import BodyGuard, RequestContext
-from apps.api.routers import admin, answer, documents, feedback, flags, health, observability, search
+from apps.api.routers import admin, answer, dashboard, documents, feedback, flags, health, observability, search
+from apps.api.routers import jobs as jobs_routes
 from apps.core.config import Settings, get_settings
 from apps.core.logging import configure_logging
 from apps.runtime import build_runtime
@@ -57,12 +58,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(answer.router)
     v1.include_router(feedback.router)
     v1.include_router(flags.admin_router)
+    v1.include_router(jobs_routes.router)
     app.include_router(v1)
     app.include_router(flags.router)
     app.include_router(observability.router)
     app.include_router(answer.router)
     app.include_router(admin.cache_router)
     app.include_router(health.router)
+    app.include_router(jobs_routes.admin_router)
+    app.include_router(dashboard.router)
     return app
 
 

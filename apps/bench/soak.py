@@ -1,6 +1,8 @@
 """`dtrag bench soak`: a mix of search, answer, feedback and ingest at a fixed arrival rate against a
 real server on loopback, for a duration; errors by status, latency per route, the RSS of every
-serving process at start and end, and database growth.
+serving process (at start, after the first tenth of the run, at the end, and sampled every 30 s), and
+database growth. Growth is judged from the end of the warm-up: the first requests fill bounded
+caches and allocator arenas once; a leak keeps growing after that.
 
 Arrivals are open-loop (request i is sent at start + i / rate whether or not earlier ones finished),
 so a server that falls behind shows it in latency and errors instead of slowing the load down.
@@ -131,24 +133,42 @@ async def bench_soak(settings: Settings, duration_s: float, rate: float, workers
                 statuses[status] += 1
 
             start = time.monotonic()
+            samples: list[tuple[float, dict[int, float]]] = []
+
+            async def sample() -> None:
+                while True:
+                    samples.append((round(time.monotonic() - start, 1), _rss_mb(processes)))
+                    await asyncio.sleep(30)
+
+            sampler = asyncio.create_task(sample())
+            warm_at = max(30.0, duration_s / 10)
+            rss_warm: dict[int, float] = {}
             tasks = []
             for i in range(int(duration_s * rate)):
                 delay = start + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if not rss_warm and time.monotonic() - start >= warm_at:
+                    rss_warm = _rss_mb(processes)
                 tasks.append(asyncio.create_task(one(i)))
             await asyncio.gather(*tasks)
             elapsed = time.monotonic() - start
+            sampler.cancel()
         rss_end = _rss_mb(processes)
+        rss_warm = rss_warm or rss_start
     db_end = await _database_bytes(settings)
     errors = {s: n for s, n in statuses.items() if not s.startswith("2")}
-    growth = {pid: round((rss_end[pid] - mb) / mb * 100, 2) for pid, mb in rss_start.items() if pid in rss_end}
+    def growth(since: dict[int, float]) -> dict[int, float]:
+        return {pid: round((rss_end[pid] - mb) / mb * 100, 2) for pid, mb in since.items() if pid in rss_end}
+
     return {
         "backend": settings.backend, "workers": workers, "rate_per_s": rate, "duration_s": round(elapsed, 1),
         "requests": sum(statuses.values()), "errors": errors, "statuses": dict(statuses),
         "routes": {kind: {"requests": len(v), "p50_ms": round(statistics.median(v), 1),
                           "p95_ms": round(percentile(v, 95), 1), "p99_ms": round(percentile(v, 99), 1)}
                    for kind, v in sorted(latencies.items())},
-        "rss_mb": {"start": rss_start, "end": rss_end, "growth_percent": growth},
+        "rss_mb": {"start": rss_start, "after_warm_up": rss_warm, "end": rss_end,
+                   "growth_percent": growth(rss_warm), "growth_percent_from_start": growth(rss_start),
+                   "samples": samples},
         "database_bytes": {"start": db_start, "end": db_end, "growth": db_end - db_start},
     }

@@ -126,8 +126,14 @@ def replay_stats() -> None:
 
 @bandit_app.command("learn")
 def bandit_learn(batches: int = typer.Option(1, min=1, help="batch updates to run"),
-                 settle: bool = typer.Option(True, help="first turn expired decisions into experiences")) -> None:
+                 settle: bool = typer.Option(True, help="first turn expired decisions into experiences"),
+                 run_async: bool = typer.Option(False, "--async", help="run as a job and return its id")) -> None:
     """Batch updates from the replay buffer now (the service also runs them every N experiences)."""
+    if run_async:
+        from apps.cli.jobs import submit
+
+        submit("learn", params={"batches": batches, "settle": settle}, total=batches)
+        return
     async def work(runtime: Any) -> dict[str, Any]:
         settled = await runtime.bandit.settle() if settle else 0
         await runtime.bandit.drain()
@@ -147,20 +153,13 @@ def bandit_ope(
     """Off-policy value of a candidate policy from the decision log: IPS, SNIPS, DR with 95 % intervals."""
     from apps.orchestration.src.bandit import ope
 
-    if policy not in ("greedy", "current"):
+    if policy not in ope.POLICIES:
         err.print("[red]error:[/red] --policy must be greedy or current")
         raise typer.Exit(2)
 
     async def work(runtime: Any) -> dict[str, Any]:
-        learner = runtime.bandit.learner
         when = since.astimezone() if since and since.tzinfo is None else since
-        logged = [ope.Logged(r.state, r.action, float(r.reward), dict(r.probabilities))
-                  async for r in runtime.bandit.decisions.rewarded(since=when)]
-        arms = learner.arms
-        target = (ope.greedy_policy(learner.greedy, arms) if policy == "greedy"
-                  else lambda s: dict(zip(arms, learner.probabilities(s))))
-        return {"policy": policy, **ope.evaluate(logged, target,
-                                                 model=lambda s, a: learner.get_q_values(s)[arms.index(a)])}
+        return await ope.evaluate_log(runtime.bandit.decisions, runtime.bandit.learner, policy, since=when)
 
     result = _run(work)
     if as_json or not result.get("n"):

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
-from apps.cli import flags, learning
+from apps.cli import flags, jobs, learning
 from apps.core.config import SettingsError, get_settings, load_settings
 
 app = typer.Typer(help="DT-RAG: retrieval-augmented answers from your own documents.", no_args_is_help=True)
@@ -29,6 +29,8 @@ app.add_typer(learning.qtable_app, name="qtable")
 app.add_typer(learning.replay_app, name="replay")
 app.add_typer(learning.bandit_app, name="bandit")
 app.add_typer(flags.flags_app, name="flags")
+app.add_typer(jobs.jobs_app, name="jobs")
+app.command("worker")(jobs.worker)
 bench_app.command("bandit")(learning.bench_bandit_cmd)
 bench_app.command("rollout")(flags.bench_rollout_cmd)
 
@@ -79,6 +81,7 @@ def ingest(
     skip_invalid: bool = typer.Option(False, "--skip-invalid",
                                       help="Leave out bad files and corpus lines (listed at the end) instead of "
                                            "refusing everything"),
+    run_async: bool = typer.Option(False, "--async", help="store the documents as a job and return its id"),
 ) -> None:
     """Ingest files: chunk, analyse, embed, store. Nothing is written if any file is bad (unless --skip-invalid)."""
     from apps.ingestion.errors import EmbeddingMismatchError, IngestError
@@ -102,6 +105,13 @@ def ingest(
             documents.append(doc)
     if not documents and not skipped:
         _fail("no supported files found")
+    if run_async:
+        from apps.jobs.kinds import document_fields
+        from apps.jobs.store import Payload
+
+        jobs.submit("ingest", payloads=[Payload(None, document_fields(d), None) for d in documents],
+                    total=len(documents))
+        return
 
     async def run() -> None:
         runtime = build_runtime(settings)
@@ -132,9 +142,13 @@ def ingest(
 
 
 @app.command()
-def reindex() -> None:
+def reindex(run_async: bool = typer.Option(False, "--async", help="run as a job and return its id")) -> None:
     """Re-embed every chunk with the configured embedding model."""
     from apps.runtime import build_runtime
+
+    if run_async:
+        jobs.submit("reindex")
+        return
 
     async def run() -> None:
         runtime = build_runtime(get_settings())
@@ -455,7 +469,9 @@ def bench_soak_cmd(
     console.print(table)
     rss = result["rss_mb"]
     for pid, start in rss["start"].items():
-        console.print(f"worker {pid}: RSS {start} MB → {rss['end'].get(pid)} MB ({rss['growth_percent'].get(pid)} %)")
+        console.print(f"worker {pid}: RSS {start} MB at start, {rss['after_warm_up'].get(pid)} MB after warm-up, "
+                      f"{rss['end'].get(pid)} MB at the end ({rss['growth_percent'].get(pid)} % since warm-up, "
+                      f"{rss['growth_percent_from_start'].get(pid)} % since start)")
     db = result["database_bytes"]
     console.print(f"database: {db['start']:,} → {db['end']:,} bytes (+{db['growth']:,})")
 
@@ -490,6 +506,28 @@ def bench_http_cmd(
     console.print(table)
     console.print(f"HTTP / in-process: p50 x{result['http_over_in_process_p50']}, "
                   f"p95 x{result['http_over_in_process_p95']}")
+
+
+@bench_app.command("jobs")
+def bench_jobs_cmd(
+    dataset: Path = typer.Option(..., help="BEIR dataset folder, e.g. ../shared/data/korquad-ko"),
+    workers: int = typer.Option(2, min=1, max=16, help="RQ workers sharing the ingest (one job per share)"),
+    limit: int = typer.Option(60, min=1, help="only the first N documents (the passage cache is off)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Ingest throughput inline vs one RQ worker vs N, queue latency, and recovery from kill -9 of a worker."""
+    from apps.bench.beir import load_dataset
+    from apps.bench.jobs import bench_jobs, render
+
+    try:
+        data = load_dataset(dataset)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    result = asyncio.run(bench_jobs(get_settings(), data, workers, limit))
+    if as_json:
+        print(json.dumps(result))
+        return
+    render(result)
 
 
 if __name__ == "__main__":

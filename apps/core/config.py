@@ -97,6 +97,26 @@ class Settings(BaseSettings):
     min_dense_similarity: float = Field(0.82, ge=0, le=1)
     remove_unsupported: bool = False
 
+    # Durable jobs (see apps/jobs): ingest, reindex and learn run as jobs whose truth is the `jobs` table
+    # WORKER_SYSTEM_ENABLED=false keeps every job in-process whatever the durable_worker flag says.
+    worker_system_enabled: bool = True
+    job_concurrency: int = Field(1, ge=1, le=64, description="in-process jobs run at once per server process")
+    job_timeout_s: float = Field(4 * 3600, gt=0, le=7 * 86400, description="one attempt's limit (hours for ingest)")
+    job_max_attempts: int = Field(3, ge=1, le=20)
+    job_retry_backoff_s: float = Field(5.0, ge=0, le=3600, description="first retry's wait; doubles per attempt")
+    job_lease_s: float = Field(30.0, gt=0, le=3600, description="an attempt silent this long is presumed dead")
+    job_heartbeat_s: float = Field(5.0, gt=0, le=600, description="progress and lease renewal interval")
+    job_batch_documents: int = Field(16, ge=1, le=10_000, description="documents per ingest transaction in a job")
+    job_queue_name: str = Field("dtrag", min_length=1, max_length=100)
+    redis_connect_timeout_s: float = Field(0.5, gt=0, le=30, description="beyond it a job falls back in-process")
+    job_monitor_interval_s: float = Field(30.0, gt=0, le=3600)
+    rollback_redis_down_s: float = Field(300.0, gt=0, description="Redis unreachable this long turns the queue off")
+    rollback_worker_crashes: int = Field(3, ge=1, description="more crashes than this within the window")
+    rollback_crash_window_s: float = Field(600.0, gt=0)
+    rollback_queue_latency_s: float = Field(600.0, gt=0, description="oldest queued job older than this")
+    jobs_webhook_url: str | None = None
+    wait_limit_bytes: int = Field(256 * 1024, ge=0, description="?wait=true is honoured for bodies up to this size")
+
     # Debate (see apps/orchestration/src/debate): agents on different shares of the evidence
     debate_agents: int = Field(2, ge=1, le=8)
     debate_max_rounds: int = Field(2, ge=1, le=6)

@@ -24,6 +24,7 @@ class FlagDefinition:
     owner: str = "dt-rag"
     default: bool = False
     reserved: bool = False  # named by the runbooks, no behaviour yet: never makes a request "new"
+    per_request: bool = True  # False: a platform switch (where jobs run), not a feature of a request's pipeline
 
 
 FLAG_DEFINITIONS: tuple[FlagDefinition, ...] = (
@@ -39,6 +40,7 @@ FLAG_DEFINITIONS: tuple[FlagDefinition, ...] = (
     FlagDefinition("agent_messaging", "Message passing between agents", "orchestration", reserved=True),
     FlagDefinition("hallucination_detection", "Mark or remove unsupported answer sentences", "orchestration"),
     FlagDefinition("evidence_tracking", "Map answer sentences to supporting chunks", "orchestration"),
+    FlagDefinition("durable_worker", "Run jobs on RQ workers instead of in-process", "platform", per_request=False),
 )
 FLAGS: dict[str, FlagDefinition] = {f.name: f for f in FLAG_DEFINITIONS}
 RESERVED_FLAGS: tuple[str, ...] = tuple(f.name for f in FLAG_DEFINITIONS if f.reserved)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.core.models import IdempotencyKey, utcnow
 
@@ -60,3 +60,20 @@ class IdempotencyStore:
             await conn.execute(statement.on_conflict_do_update(
                 index_elements=[IdempotencyKey.scope, IdempotencyKey.key], set_=values,
                 where=IdempotencyKey.created_at < self._expired_before()))
+
+
+    async def reserve(self, conn: AsyncConnection, scope: str, key: str, request_hash: str,
+                      response: StoredResponse) -> bool:
+        """Store the response under the key in the caller's transaction (with the job it accepts);
+        False if a live entry holds the key. Of concurrent requests with one key exactly one inserts;
+        the others' transactions, their job included, roll back and they replay the winner's response,
+        so a duplicate never makes a second job and no window exists where the key is taken but its
+        response unknown (Stripe's 409 case cannot arise)."""
+        insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        values = {"request_hash": request_hash, "status_code": response.status_code, "response": response.body,
+                  "created_at": utcnow()}
+        statement = insert_(IdempotencyKey).values(scope=scope, key=key, **values)
+        result = await conn.execute(statement.on_conflict_do_update(
+            index_elements=[IdempotencyKey.scope, IdempotencyKey.key], set_=values,
+            where=IdempotencyKey.created_at < self._expired_before()))
+        return bool(result.rowcount)

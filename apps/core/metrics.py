@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -57,3 +57,13 @@ def render(db_gauges: dict[str, tuple[str, list[tuple[dict[str, str], float]]]])
 
     extra.register(_Database())
     return body + generate_latest(extra)
+
+_JOB_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+JOBS = Counter("dtrag_jobs", "Jobs reaching a status, by kind and mode", ["kind", "status", "mode"])
+JOB_DURATION = Histogram("dtrag_job_duration_seconds", "One job attempt's run time", ["kind", "mode"],
+                         buckets=_JOB_BUCKETS)
+JOB_QUEUE_LATENCY = Histogram("dtrag_job_queue_latency_seconds", "From a job's creation to its first claim",
+                              ["kind", "mode"], buckets=_JOB_BUCKETS)
+JOB_FALLBACKS = Counter("dtrag_job_fallbacks", "Jobs sent to in-process execution instead of the queue", ["reason"])
+JOB_QUEUE_DEPTH = Gauge("dtrag_job_queue_depth", "Queued jobs (read from the database by the jobs monitor)",
+                        multiprocess_mode="max")

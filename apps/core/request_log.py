@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, insert, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Select, case, cast, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.core.buffered_writer import BufferedWriter
@@ -156,3 +156,24 @@ class RequestLog:
              for r in rows),
             key=lambda u: (u["provider"], u["model"], u["variant"]),
         )
+
+    async def timeseries(self, minutes: float, bucket_s: int, endpoints: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Per pipeline variant and time bucket of `bucket_s` seconds (counted from the window's start):
+        requests, errors and latency percentiles, the summaries of `by_variant` grouped by time too.
+        Buckets without requests are absent."""
+        await self.flush()
+        since = utcnow() - timedelta(minutes=minutes)
+        start = int(since.timestamp())
+        e = RequestEvent
+        # Whole epoch seconds, floored on both backends (SQLite stores UTC text; '%s' truncates it).
+        if self._engine.dialect.name == "postgresql":
+            epoch = cast(func.floor(func.extract("epoch", e.ts)), BigInteger)
+        else:
+            epoch = cast(func.strftime("%s", e.ts), BigInteger)
+        bucket = (epoch - start) // bucket_s  # integer division on both: the bucket index, never negative
+        variant = func.coalesce(e.variant, "unknown")
+        rows = await self._fetch(_summary_query(since, (variant, bucket), *_endpoint_filter(endpoints)))
+        series: dict[str, list[dict[str, Any]]] = {}
+        for r in sorted(rows, key=lambda r: (r.key0, r.key1)):
+            series.setdefault(r.key0, []).append({"t": start + int(r.key1) * bucket_s, **_summary(r)})
+        return {"window_minutes": minutes, "bucket_s": bucket_s, "start": start, "series": series}

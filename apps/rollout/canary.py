@@ -108,6 +108,14 @@ class CanaryController:
         return {"at": row.at.isoformat(), "verdict": row.verdict, "action": row.action,
                 "consecutive_failures": row.consecutive_failures, "detail": row.detail}
 
+    async def recent(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest evaluations of the watched flag, newest first, with their reasons and windows."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(CanaryEvaluation).where(CanaryEvaluation.flag == self.flag)
+                                       .order_by(CanaryEvaluation.id.desc()).limit(limit))).all()
+        return [{"at": r.at.isoformat(), "verdict": r.verdict, "action": r.action,
+                 "consecutive_failures": r.consecutive_failures, "detail": r.detail} for r in rows]
+
     async def status(self) -> dict[str, Any]:
         config = self._flags.config(self.flag)
         return {"flag": self.flag, "active": self._active(), "rollout_fraction": config.rollout,

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 PIPELINE_FLAG = "new_pipeline"
 # Features of the new pipeline: a request routed to the legacy pipeline gets none of them.
-GATED_FLAGS = tuple(f.name for f in FLAG_DEFINITIONS if f.name != PIPELINE_FLAG)
+# The features a request's pipeline variant turns on or off (platform switches are not among them).
+GATED_FLAGS = tuple(f.name for f in FLAG_DEFINITIONS if f.name != PIPELINE_FLAG and f.per_request)
 
 
 class UnknownFlagError(KeyError):

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from apps.core.config import load_settings
 from apps.core.migrations import upgrade
 from tests.support.api import api_client
 from tests.support.corpus import corpus
@@ -136,16 +137,16 @@ def _fill(disk: Path) -> Path:
     return filler
 
 
-async def test_a_full_disk_refuses_writes_clearly_and_keeps_reads(settings, small_disk: Path) -> None:
+async def test_a_full_disk_refuses_writes_clearly_and_keeps_reads(small_disk: Path) -> None:
     url = f"sqlite+aiosqlite:///{small_disk / 'dt_rag.db'}"
     upgrade(url)
-    full = settings.model_validate({**settings.model_dump(), "database_url": url})
+    full = load_settings(database_url=url)
     async with api_client(full) as api:
         await api.runtime.ingestion.ingest(corpus())
         before = (await api.client.get("/api/v1/documents", headers=api.headers("read"))).json()["total"]
         filler = _fill(small_disk)
-        big = {"title": "Kimchi", "text": " ".join(f"Kimchi fact {i} about fermented cabbage." for i in range(3000))}
-        r = await api.client.post("/api/v1/documents", headers=api.headers("write"), json=big)
+        big = {"title": "Kimchi", "text": " ".join(f"Kimchi fact {i} about fermented cabbage." for i in range(200))}
+        r = await api.client.post("/api/v1/documents?wait=true", headers=api.headers("write"), json=big)
         assert r.status_code == 507 and r.headers["content-type"] == "application/problem+json", r.text
         assert "disk is full" in r.json()["detail"]
         listed = await api.client.get("/api/v1/documents", headers=api.headers("read"))
@@ -153,7 +154,7 @@ async def test_a_full_disk_refuses_writes_clearly_and_keeps_reads(settings, smal
         hits = await api.client.post("/api/v1/search", headers=api.headers("read"), json={"q": "vitamin D"})
         assert hits.status_code == 200 and hits.json()["hits"]
         filler.unlink()
-        r = await api.client.post("/api/v1/documents", headers=api.headers("write"), json=big)
+        r = await api.client.post("/api/v1/documents?wait=true", headers=api.headers("write"), json=big)
         assert r.status_code == 201, r.text
 
 

@@ -25,7 +25,7 @@ def test_runbook_flow_against_a_real_server(server) -> None:
     key = json.loads(created.stdout)
     assert set(key) == {"id", "api_key", "scope"} and key["scope"] == "admin"
     h = {"X-API-Key": key["api_key"]}
-    r = httpx.post(f"{base}/api/v1/documents", headers=h, timeout=60,
+    r = httpx.post(f"{base}/api/v1/documents?wait=true", headers=h, timeout=60,
                    json={"title": "Machine learning", "text": "Machine learning models learn from data."})
     assert r.status_code == 201, r.text
     curl = subprocess.run(

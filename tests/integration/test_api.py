@@ -152,14 +152,14 @@ async def test_rate_limit_per_key(api: Api) -> None:
 
 async def test_document_lifecycle(api: Api) -> None:
     c, h = api.client, api.headers("write")
-    r = await c.post("/api/v1/documents", headers=h, json={
+    r = await c.post("/api/v1/documents?wait=true", headers=h, json={
         "title": "Kimchi", "text": "Kimchi is fermented cabbage. It is a staple of Korean cuisine.",
         "taxonomy_path": ["food", "korean"], "metadata": {"source": "wiki"}})
     assert r.status_code == 201, r.text
     created = r.json()
     assert created["status"] == "created" and created["chunks"] == 1
     doc_id = created["document_id"]
-    again = await c.post("/api/v1/documents", headers=h, json={
+    again = await c.post("/api/v1/documents?wait=true", headers=h, json={
         "title": "Kimchi", "text": "Kimchi is fermented cabbage. It is a staple of Korean cuisine.",
         "taxonomy_path": ["food", "korean"], "metadata": {"source": "wiki"}})
     assert again.status_code == 200 and again.json() == {**created, "status": "unchanged"}
@@ -183,7 +183,7 @@ async def test_document_lifecycle(api: Api) -> None:
 async def test_file_upload(api: Api) -> None:
     c, h = api.client, api.headers("write")
     files = {"file": ("guide.md", b"# Deploy guide\n\nRun the migrations before starting the server.", "text/markdown")}
-    r = await c.post("/api/v1/documents", headers=h, files=files,
+    r = await c.post("/api/v1/documents?wait=true", headers=h, files=files,
                      data={"taxonomy_path": "ops/deploy", "metadata": json.dumps({"team": "sre"})})
     assert r.status_code == 201, r.text
     doc = (await c.get(f"/api/v1/documents/{r.json()['document_id']}", headers=h)).json()
@@ -209,7 +209,7 @@ async def test_file_upload(api: Api) -> None:
 async def test_bad_documents_write_nothing(api: Api, kwargs, status, fragment) -> None:
     kwargs = dict(kwargs)  # parametrized values are shared between backends
     headers = {**api.headers("write"), **kwargs.pop("headers", {})}
-    r = await api.client.post("/api/v1/documents", headers=headers, **kwargs)
+    r = await api.client.post("/api/v1/documents?wait=true", headers=headers, **kwargs)
     assert_problem(r, status, fragment)
     assert await count_documents(api) == 0
 
@@ -225,11 +225,11 @@ async def test_idempotency_key(api: Api) -> None:
     c = api.client
     h = {**api.headers("write"), "Idempotency-Key": "req-42"}
     body = {"title": "Tea", "text": "Green tea is unoxidised.", "external_id": "tea"}
-    first = await c.post("/api/v1/documents", headers=h, json=body)
-    second = await c.post("/api/v1/documents", headers=h, json=body)
+    first = await c.post("/api/v1/documents?wait=true", headers=h, json=body)
+    second = await c.post("/api/v1/documents?wait=true", headers=h, json=body)
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json() and second.headers.get("Idempotent-Replayed") == "true"
-    conflict = await c.post("/api/v1/documents", headers=h, json={**body, "text": "Black tea is oxidised."})
+    conflict = await c.post("/api/v1/documents?wait=true", headers=h, json={**body, "text": "Black tea is oxidised."})
     assert_problem(conflict, 422, "different request body")
     assert await count_documents(api) == 1
     doc = (await c.get(f"/api/v1/documents/{first.json()['document_id']}/chunks", headers=h)).json()
@@ -244,7 +244,7 @@ async def test_search_cache_is_invalidated_by_writes_and_clear(loaded: Api) -> N
     first = (await c.post("/api/v1/search", headers=h, json=q)).json()
     second = (await c.post("/api/v1/search", headers=h, json=q)).json()
     assert not first["cached"] and second["cached"] and second["hits"] == first["hits"]
-    await c.post("/api/v1/documents", headers=h, json={"title": "Kimchi", "text": "Kimchi is fermented cabbage."})
+    await c.post("/api/v1/documents?wait=true", headers=h, json={"title": "Kimchi", "text": "Kimchi is fermented cabbage."})
     after = (await c.post("/api/v1/search", headers=h, json=q)).json()
     assert not after["cached"] and after["hits"][0]["title"] == "Kimchi"
     assert (await c.post("/api/v1/search", headers=h, json=q)).json()["cached"]

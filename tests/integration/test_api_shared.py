@@ -62,7 +62,7 @@ async def test_cache_is_invalidated_on_every_worker(workers) -> None:
     assert from_b["cached"] is shared  # Redis shares entries; local caches do not
     assert (await b.client.post("/api/v1/search", headers=h, json=q)).json()["cached"]
     # a write through worker A invalidates worker B's cache
-    r = await a.client.post("/api/v1/documents", headers=h, json={"title": "Kimchi", "text": "Kimchi is fermented cabbage."})
+    r = await a.client.post("/api/v1/documents?wait=true", headers=h, json={"title": "Kimchi", "text": "Kimchi is fermented cabbage."})
     assert r.status_code == 201
     after = (await b.client.post("/api/v1/search", headers=h, json=q)).json()
     assert not after["cached"] and after["hits"][0]["title"] == "Kimchi" != first["hits"][0]["title"]

@@ -60,3 +60,36 @@ def test_bad_file_names_the_file_and_writes_nothing(tmp_path, sqlite_url) -> Non
 def test_invalid_setting_is_a_clear_startup_error(tmp_path) -> None:
     result = dtrag(["keys", "list"], "mysql://nope")
     assert result.returncode == 1 and "DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_skip_invalid_leaves_out_bad_files_and_corpus_lines(tmp_path, sqlite_url) -> None:
+    """A BEIR corpus may hold empty documents (SciFact has two): one must not reject the rest."""
+    docs = tmp_path / "corpus"
+    docs.mkdir()
+    (docs / "corpus.jsonl").write_text(
+        '{"_id": "d1", "title": "Alpha", "text": "Alpha particles are helium nuclei."}\n'
+        '{"_id": "d2", "title": "", "text": "   "}\n'
+        '{"_id": "d3", "title": "Beta", "text": "Beta decay emits an electron."}\n')
+    (docs / "broken.txt").write_bytes(b"\xff\xfe not utf8 \xc3")
+    refused = dtrag(["ingest", str(docs)], sqlite_url)
+    assert refused.returncode == 1 and "--skip-invalid" in refused.stderr
+    done = dtrag(["ingest", str(docs), "--skip-invalid"], sqlite_url)
+    assert done.returncode == 0, done.stderr
+    assert "corpus.jsonl:2" in done.stdout and "broken.txt" in done.stdout  # each skipped one, named
+    row = [line for line in done.stdout.splitlines() if line.strip().startswith("│ 2")][0]
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[:5] == ["2", "2", "0", "0", "2"]  # documents, created, replaced, unchanged, skipped
+
+
+async def test_benches_skip_and_count_empty_documents(tmp_path, runtime) -> None:
+    from apps.bench.beir import load_dataset
+    from apps.bench.retrieval import ingest_dataset
+
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q1", "text": "alpha particles"}\n')
+    (tmp_path / "corpus.jsonl").write_text(
+        '{"_id": "d1", "title": "Alpha", "text": "Alpha particles are helium nuclei."}\n'
+        '{"_id": "d2", "title": "", "text": ""}\n')
+    report = await ingest_dataset(runtime, load_dataset(tmp_path))
+    assert report["docs"] == 1 and report["skipped"] == 1

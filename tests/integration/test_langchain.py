@@ -94,7 +94,7 @@ def test_over_http_with_a_read_key(database_url: str, tmp_path) -> None:
     with running_server(database_url, tmp_path, workers=1) as (base, env):
         admin = json.loads(run_cli(["keys", "create", "--scope", "admin", "--json"], env).stdout)["api_key"]
         for doc in CORPUS:
-            r = httpx.post(f"{base}/api/v1/documents", headers={"X-API-Key": admin}, timeout=60,
+            r = httpx.post(f"{base}/api/v1/documents?wait=true", headers={"X-API-Key": admin}, timeout=60,
                            json={"title": doc.title, "text": doc.text, "taxonomy_path": doc.taxonomy_path,
                                  "source_url": f"https://docs.example/{doc.external_id}"})
             assert r.status_code == 201, r.text

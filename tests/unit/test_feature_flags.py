@@ -132,6 +132,15 @@ def test_reserved_flags_never_make_a_request_new() -> None:
     assert FlagService(create_engine(load_settings()), environ=environ).assign(FlagContext()).variant == "new"
 
 
+def test_platform_switches_do_not_make_a_request_new() -> None:
+    """Where jobs run (`durable_worker`) is not a feature of a request: turning it on must not move
+    traffic to the `new` variant and skew the canary."""
+    service = FlagService(create_engine(load_settings()), environ={"USE_DURABLE_WORKER": "true"})
+    assert service.config("durable_worker").enabled
+    assignment = service.assign(FlagContext(request_id="r1"))
+    assert assignment.variant == "legacy" and "durable_worker" not in assignment.flags
+
+
 def test_env_manager_api(monkeypatch, database_url: str) -> None:
     monkeypatch.setenv("FEATURE_EVIDENCE_TRACKING", "1")
     manager = EnvManager(load_settings(database_url=database_url, db_pool_size=3, db_max_overflow=4))

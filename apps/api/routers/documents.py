@@ -1,25 +1,29 @@
-"""Documents: ingest (JSON or file upload, with idempotency keys), list, read, chunks, delete; taxonomy."""
+"""Documents: ingest as a job (JSON, file upload or a batch; idempotency keys), list, read, chunks, delete;
+taxonomy. Ingesting answers 202 with the job; the job's row holds the stored payload."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
 from apps.api.deps import ReadKey, RuntimeDep, SessionDep, WriteKey
 from apps.api.schemas import ChunkOut, DocumentIn, DocumentOut, DocumentPage, IngestOut, TaxonomyNode
-from apps.core.idempotency import IdempotencyConflictError, StoredResponse
+from apps.core.api_keys import KeyInfo
+from apps.core.idempotency import IdempotencyConflictError
 from apps.core.models import Document
 from apps.ingestion import catalog
 from apps.ingestion.documents import SourceDocument
-from apps.ingestion.errors import EmbeddingMismatchError, IngestError
 from apps.ingestion.loaders import SUPPORTED_SUFFIXES
+from apps.jobs.kinds import document_fields
+from apps.jobs.store import Payload
 from apps.runtime import Runtime
 
 router = APIRouter(tags=["documents"])
@@ -47,102 +51,160 @@ _UPLOAD_SCHEMA = {
         },
     }
 }
+_BATCH_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "taxonomy_path": {"type": "string"},
+                        "metadata": {"type": "string", "description": "a JSON object, for every file"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[DocumentIn] = Field(..., min_length=1, max_length=10_000)
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
 
 
-def _from_model(body: DocumentIn) -> SourceDocument:
-    return SourceDocument(
+def _document_payload(body: DocumentIn) -> Payload:
+    return Payload(None, document_fields(SourceDocument(
         text=body.text, title=body.title, external_id=body.external_id, source_url=body.source_url,
         taxonomy_path=body.taxonomy_path or "", metadata=body.metadata or {},  # type: ignore[arg-type]
-        origin=body.external_id or "request body",
-    )
+        origin=body.external_id or "request body")), None)
 
 
-async def _parse(request: Request, runtime: Runtime) -> tuple[SourceDocument, str]:
-    """The document in the request and a hash of its meaning (not its bytes: multipart boundaries vary)."""
+def _validated(payload: Any, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+        ) from None
+
+
+async def _file_payloads(request: Request, runtime: Runtime, batch: bool) -> tuple[list[Payload], str]:
+    """The uploaded files, stored as they came (parsed by the job), after the checks that need no parsing."""
+    form = await request.form()
+    uploads = [v for k, v in form.multi_items() if k in ("file", "files") and isinstance(v, UploadFile)]
+    if not uploads:
+        raise _invalid("file", "a file field is required")
+    if len(uploads) > 1 and not batch:
+        raise _invalid("file", "one file per request; POST /api/v1/documents/batch takes several")
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        metadata = json.loads(fields.get("metadata") or "{}")
+    except json.JSONDecodeError:
+        raise _invalid("metadata", "must be a JSON object") from None
+    if not isinstance(metadata, dict):
+        raise _invalid("metadata", "must be a JSON object")
+    shared = {"title": fields.get("title") or None, "external_id": fields.get("external_id") or None,
+              "source_url": fields.get("source_url") or None, "taxonomy_path": fields.get("taxonomy_path"),
+              "metadata": metadata}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+    payloads = []
+    for upload in uploads:
+        name = upload.filename or "upload"
+        data = await upload.read()
+        if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise HTTPException(422, f"{name}: unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+        if len(data) > runtime.settings.max_document_bytes:
+            raise HTTPException(422, f"{name}: file is {len(data):,} bytes, over the "
+                                     f"{runtime.settings.max_document_bytes:,}-byte limit")
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        payloads.append(Payload(name, shared, data))
+    return payloads, digest.hexdigest()
+
+
+async def _payloads(request: Request, runtime: Runtime, batch: bool) -> tuple[list[Payload], str]:
+    """The request's documents as job payloads, and a hash of their meaning (not their bytes:
+    multipart boundaries vary)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         try:
-            payload = json.loads(await request.body())
+            raw = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPException(400, f"malformed JSON body: {exc}") from None
-        try:
-            body = DocumentIn.model_validate(payload)
-        except ValidationError as exc:
-            raise RequestValidationError(
-                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
-            ) from None
-        canonical = json.dumps(body.model_dump(), sort_keys=True, ensure_ascii=False)
-        return _from_model(body), hashlib.sha256(canonical.encode()).hexdigest()
+        bodies = _validated(raw, BatchIn).documents if batch else [_validated(raw, DocumentIn)]
+        canonical = json.dumps([b.model_dump() for b in bodies], sort_keys=True, ensure_ascii=False)
+        return [_document_payload(b) for b in bodies], hashlib.sha256(canonical.encode()).hexdigest()
     if content_type == "multipart/form-data":
-        form = await request.form()
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise _invalid("file", "a file field is required")
-        data = await upload.read()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        try:
-            metadata = json.loads(fields.get("metadata") or "{}")
-        except json.JSONDecodeError:
-            raise _invalid("metadata", "must be a JSON object") from None
-        if not isinstance(metadata, dict):
-            raise _invalid("metadata", "must be a JSON object")
-        try:
-            documents = await runtime.parser.parse(
-                upload.filename or "upload", data, runtime.settings.max_document_bytes,
-                title=fields.get("title") or None, external_id=fields.get("external_id") or None,
-                source_url=fields.get("source_url") or None, taxonomy_path=fields.get("taxonomy_path"),
-                metadata=metadata,
-            )
-        except IngestError as exc:
-            raise HTTPException(422, str(exc)) from None
-        if len(documents) != 1:
-            raise HTTPException(422, f"{upload.filename}: holds {len(documents)} documents; upload one per request "
-                                     "or use `dtrag ingest` for corpora")
-        digest = hashlib.sha256()
-        digest.update((upload.filename or "").encode() + b"\0" + data)
-        digest.update(json.dumps(fields, sort_keys=True).encode())
-        return documents[0], digest.hexdigest()
+        return await _file_payloads(request, runtime, batch)
     raise HTTPException(415, "send application/json or multipart/form-data")
 
 
-@router.post("/documents", response_model=IngestOut, status_code=201, openapi_extra=_UPLOAD_SCHEMA,
-             summary="Ingest a document (JSON text or a file upload)",
-             responses={200: {"description": "unchanged or replaced", "model": IngestOut}})
-async def create_document(
-    request: Request,
-    response: Response,
-    runtime: RuntimeDep,
-    key: WriteKey,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-) -> Any:
-    document, request_hash = await _parse(request, runtime)
-    if idempotency_key:
-        try:
-            previous = await runtime.idempotency.replay(key.id, idempotency_key, request_hash)
-        except IdempotencyConflictError as exc:
-            raise HTTPException(422, str(exc)) from None
-        if previous is not None:
-            response.status_code = previous.status_code
-            response.headers["Idempotent-Replayed"] = "true"
-            return previous.body
+async def _accept(request: Request, response: Response, runtime: Runtime, key: KeyInfo, idempotency_key: str | None,
+                  wait: bool, batch: bool) -> Any:
+    payloads, request_hash = await _payloads(request, runtime, batch)
+    scope = f"{key.id}:documents{'/batch' if batch else ''}"
     try:
-        report = await runtime.ingestion.ingest([document])
-    except IngestError as exc:
+        submitted = await runtime.jobs.submit(
+            "ingest", payloads=payloads, total=len(payloads),
+            idempotency=(scope, idempotency_key, request_hash) if idempotency_key else None)
+    except IdempotencyConflictError as exc:
         raise HTTPException(422, str(exc)) from None
-    except EmbeddingMismatchError as exc:
-        raise HTTPException(409, str(exc)) from None
-    outcome = report.outcomes[0]
-    result = IngestOut(document_id=outcome.document_id, status=outcome.status,  # type: ignore[arg-type]
-                       chunks=outcome.chunks)
-    response.status_code = 201 if outcome.status == "created" else 200
-    if idempotency_key:
-        await runtime.idempotency.record(key.id, idempotency_key, request_hash,
-                                         StoredResponse(response.status_code, result.model_dump()))
-    return result
+    job_id = submitted.job["job_id"]
+    if submitted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
+    small = int(request.headers.get("content-length") or 0) <= runtime.settings.wait_limit_bytes
+    if wait and small and not batch:
+        try:
+            job = await runtime.jobs.wait(job_id, _WAIT_S)
+        except TimeoutError:
+            job = None
+        if job is not None and job["status"] == "succeeded" and job["result"]["documents"]:
+            outcome = job["result"]["documents"][0]
+            response.status_code = 201 if outcome["status"] == "created" else 200
+            return IngestOut.model_validate(outcome).model_dump()
+        if job is not None and job["status"] == "failed":
+            raise HTTPException(409 if "EmbeddingMismatchError" in (job["error"] or "") else 422,
+                                (job["error"] or "").split(": ", 1)[-1])
+    response.status_code = 202
+    return submitted.job
+
+
+_WAIT_S = 60.0
+_ACCEPTED = {202: {"description": "accepted: follow `Location` to the job", "model": JobAccepted},
+             200: {"description": "with ?wait=true: unchanged or replaced", "model": IngestOut},
+             201: {"description": "with ?wait=true: created", "model": IngestOut}}
+WaitQuery = Annotated[bool, Query(description="wait (up to 60 s) for a small request (body up to WAIT_LIMIT_BYTES, "
+                                              "256 KiB) and answer 201/200 with the document instead of 202")]
+IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+@router.post("/documents", status_code=202, openapi_extra=_UPLOAD_SCHEMA, responses=_ACCEPTED,
+             summary="Ingest a document (JSON text or a file upload) as a job")
+async def create_document(request: Request, response: Response, runtime: RuntimeDep, key: WriteKey,
+                          wait: WaitQuery = False, idempotency_key: IdempotencyHeader = None) -> Any:
+    return await _accept(request, response, runtime, key, idempotency_key, wait, batch=False)
+
+
+@router.post("/documents/batch", status_code=202, openapi_extra=_BATCH_SCHEMA, responses={202: _ACCEPTED[202]},
+             summary="Ingest several documents or files in one job")
+async def create_documents(request: Request, response: Response, runtime: RuntimeDep, key: WriteKey,
+                           idempotency_key: IdempotencyHeader = None) -> Any:
+    return await _accept(request, response, runtime, key, idempotency_key, wait=False, batch=True)
 
 
 @router.get("/documents", response_model=DocumentPage, summary="List documents, newest first")

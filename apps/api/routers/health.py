@@ -46,8 +46,16 @@ async def health(runtime: RuntimeDep, detailed: Annotated[bool, Query()] = False
         "version": __version__,
         "environment": settings.environment.value,
     }
+    try:
+        body["worker_system"] = await runtime.jobs.worker_system()
+    except Exception:  # health must answer even when the jobs table cannot be read
+        body["worker_system"] = {"enabled": False, "type": "background_tasks", "error": "unavailable"}
     if detailed:
         body["latency_ms"] = {"database": db_ms, "redis": redis_ms}
+        queue = await runtime.jobs.queue.status()
+        configured = runtime.jobs.queue.configured
+        body["job_queue"] = {"redis": "connected" if queue.reachable else ("error" if configured else "not_configured"),
+                             "rq_depth": queue.depth, "workers": queue.workers, "error": queue.error}
         body["backend"] = settings.backend
         body["embedding_model"] = runtime.ingestion.embedder.name
         body["flags"] = {name: c.view() for name, c in runtime.flags.configs().items()}

@@ -35,7 +35,7 @@ from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
 from apps.orchestration.src.bandit.decision_log import Decision
 from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
 from apps.orchestration.src.bandit.service import StrategyBandit
-from apps.orchestration.src.debate import DebateEngine, DebateResult, Turn, should_debate
+from apps.orchestration.src.debate import CompletionProvider, DebateEngine, DebateResult, Turn, should_debate
 from apps.orchestration.src.debate.agent_prompts import CONFLICT_HEADER
 from apps.rollout.flags import FlagContext, FlagService
 from apps.text.analyzer import Analyzer
@@ -84,7 +84,7 @@ class AnswerPipeline:
         self.flags = flags
         # Agents prompt the provider when it can continue a prompt (Gemini, local); else they are extractive.
         self.debater = DebateEngine(
-            provider if hasattr(provider, "complete") else None,  # type: ignore[arg-type]
+            provider if isinstance(provider, CompletionProvider) else None,
             agents=settings.debate_agents, max_rounds=settings.debate_max_rounds,
             timeout_s=settings.debate_timeout_ms / 1000, max_tokens=settings.debate_max_tokens,
             trigger=settings.debate_trigger, max_sentences=settings.answer_max_sentences,

@@ -90,6 +90,19 @@ class DecisionLog:
             await asyncio.sleep(self._interval * 2)  # another worker may not have flushed yet
         return None
 
+    async def recent(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest decisions, newest first: what was chosen, from which probabilities, and the
+        reward once it joined (None while it waits for feedback or the implicit reward)."""
+        await self.flush()
+        d = BanditDecision
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(
+                select(d.request_id, d.created_at, d.endpoint, d.state, d.action, d.probabilities, d.policy_version,
+                       d.variant, d.latency_ms, d.reward, d.reward_source)
+                .order_by(d.created_at.desc(), d.request_id.desc()).limit(limit)
+            )).all()
+        return [{**r._asdict(), "created_at": r.created_at.isoformat()} for r in rows]
+
     async def claim_explicit(self, conn: AsyncConnection, request_id: str, reward: float,
                              feedback: dict[str, Any]) -> bool:
         """Attach an explicit reward if none is attached yet; True when this call attached it."""

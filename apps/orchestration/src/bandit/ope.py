@@ -10,11 +10,19 @@ says how many logged decisions the estimate is really worth.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from apps.orchestration.src.bandit.decision_log import DecisionLog
+    from apps.orchestration.src.bandit.q_learning import SoftQLearning
+
+POLICIES = ("greedy", "current")
 
 
 @dataclass(frozen=True)
@@ -76,3 +84,21 @@ def evaluate(logged: Sequence[Logged], target: Policy, model: RewardModel | None
 
 def greedy_policy(choose: Callable[[str], str], arms: Sequence[str]) -> Policy:
     return lambda state: {a: 1.0 if a == choose(state) else 0.0 for a in arms}
+
+
+async def evaluate_log(decisions: DecisionLog, learner: SoftQLearning, policy: str = "greedy",
+                       since: datetime | None = None) -> dict[str, Any]:
+    """The value of `policy` (greedy: the learner's greedy choice; current: its Boltzmann policy) on
+    the rewarded decisions since `since`, with the Q-table as DR's reward model: `dtrag bandit ope`
+    and the dashboard's estimate."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    logged = [Logged(r.state, r.action, float(r.reward), dict(r.probabilities))
+              async for r in decisions.rewarded(since=since)]
+    arms = learner.arms
+    target = (greedy_policy(learner.greedy, arms) if policy == "greedy"
+              else lambda s: dict(zip(arms, learner.probabilities(s))))
+    # The bootstrap resamples the whole log: CPU, off the event loop.
+    estimate = await asyncio.to_thread(evaluate, logged, target,
+                                       model=lambda s, a: learner.get_q_values(s)[arms.index(a)])
+    return {"policy": policy, **estimate}

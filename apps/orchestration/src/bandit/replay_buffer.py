@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from apps.core.config import get_settings
 from apps.core.db import write_transaction
 from apps.core.models import ReplayExperience
 from apps.orchestration.src.bandit.storage import EngineHolder
@@ -34,8 +35,6 @@ class ReplayBuffer(EngineHolder):
                  capacity: int | None = None) -> None:
         super().__init__(engine)
         if capacity is None:
-            from apps.core.config import get_settings
-
             capacity = get_settings().replay_max_size
         self.capacity = capacity  # the shared table's bound
         self.max_size = max_size or capacity  # what this buffer reads: the newest max_size experiences

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from apps.llm.base import Generation, Usage
 from apps.orchestration.src.grounding import Citation
@@ -13,6 +13,7 @@ StopReason = Literal["consensus", "max_rounds", "timeout", "budget", "error"]
 Judge = Literal["llm", "vote"]
 
 
+@runtime_checkable
 class CompletionProvider(Protocol):
     """A model that continues a prompt: Gemini and the local GGUF model both offer this."""
 
