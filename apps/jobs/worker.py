@@ -15,6 +15,7 @@ import logging
 import threading
 from typing import Any
 
+from apps.core.composition import process_runtime
 from apps.core.config import Settings, get_settings
 from apps.jobs.store import QUEUE
 
@@ -27,10 +28,8 @@ _runtime: Any | None = None
 def _worker_runtime() -> tuple[asyncio.AbstractEventLoop, Any]:
     global _loop, _runtime
     if _loop is None:
-        from apps.runtime import build_runtime
-
         _loop = asyncio.new_event_loop()
-        _runtime = build_runtime(get_settings())
+        _runtime = process_runtime()  # the composition root, found by its entry point (not imported)
     return _loop, _runtime
 
 

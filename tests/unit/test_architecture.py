@@ -16,6 +16,8 @@ ALLOWED = {
     "apps.ingestion": ("apps.core", "apps.text", "apps.search"),
     "apps.rollout": ("apps.core",),
     "apps.orchestration": ("apps.core", "apps.text", "apps.llm", "apps.search", "apps.rollout"),
+    "apps.jobs": ("apps.core", "apps.text", "apps.llm", "apps.search", "apps.ingestion", "apps.rollout",
+                  "apps.orchestration"),
 }
 
 
