@@ -35,7 +35,7 @@ from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
 from apps.orchestration.src.bandit.decision_log import Decision
 from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
 from apps.orchestration.src.bandit.service import StrategyBandit
-from apps.orchestration.src.debate import CompletionProvider, DebateEngine, DebateResult, Turn, should_debate
+from apps.orchestration.src.debate import CompletionProvider, DebateEngine, DebateResult, Turn
 from apps.orchestration.src.debate.agent_prompts import CONFLICT_HEADER
 from apps.rollout.flags import FlagContext, FlagService
 from apps.text.analyzer import Analyzer
@@ -272,8 +272,7 @@ class AnswerPipeline:
         asked = request.mode == "debate" or (request.mode == "answer" and flags.get("debate_mode", False))
         if asked and "debate" not in state and state.get("evidence"):
             unsupported = len(state.get("unsupported") or [])
-            if should_debate(self.settings.debate_trigger, state.get("confidence", 0.0), unsupported,
-                             state.get("legs_agree", True)):
+            if self.debater.should_debate(state.get("confidence", 0.0), unsupported, state.get("legs_agree", True)):
                 return "debate"
         return "judge" if flags.get("llm_validation") else "respond"
 
