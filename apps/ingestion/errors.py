@@ -15,3 +15,8 @@ class IngestError(ValueError):
 
 class EmbeddingMismatchError(RuntimeError):
     """The database holds vectors of another model or dimension than the configured provider."""
+
+
+class AnalyzerMismatchError(EmbeddingMismatchError):
+    """The lexical index was built with another Korean analyser than KOREAN_ANALYZER: Korean queries
+    would be analysed differently from the text they should match."""

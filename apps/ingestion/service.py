@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from apps.core.config import Settings
-from apps.core.corpus_state import bump_generation
+from apps.core.corpus_state import bump_generation, claim_lexical_analyzer, lexical_analyzer
 from apps.core.db import write_transaction
 from apps.core.models import Chunk, Document, Embedding, new_id, utcnow
 from apps.ingestion.chunking import chunk_text
 from apps.ingestion.documents import SourceDocument
-from apps.ingestion.errors import EmbeddingMismatchError, IngestError
+from apps.ingestion.errors import AnalyzerMismatchError, EmbeddingMismatchError, IngestError
 from apps.search.embeddings.base import EmbeddingProvider
 from apps.search.stores.base import Store
 from apps.text.analyzer import Analyzer
@@ -34,7 +34,21 @@ from apps.text.language import detect_language
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]  # (documents done, chunks written)
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    documents: int  # done, counting unchanged ones
+    chunks: int  # written
+    tokens: int  # written
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+ProgressCallback = Callable[[IngestProgress], None]
 
 
 @dataclass
@@ -96,9 +110,10 @@ class IngestionService:
         self.embedder = embedder
         self.analyzer = analyzer
         self.settings = settings
+        self._indexed_dims: set[int] = set()
 
-    def prepare(self, doc: SourceDocument) -> PreparedDocument:
-        """CPU work of one document: validation, chunking, lexical analysis, token counts."""
+    def validate(self, doc: SourceDocument) -> None:
+        """The checks that can refuse a document, cheap enough to run over a whole upload first."""
         if not doc.text.strip():
             raise IngestError(doc.origin, "contains no text")
         size = len(doc.text.encode("utf-8"))
@@ -106,6 +121,10 @@ class IngestionService:
             raise IngestError(
                 doc.origin, f"text is {size:,} bytes, over the {self.settings.max_document_bytes:,}-byte limit"
             )
+
+    def prepare(self, doc: SourceDocument) -> PreparedDocument:
+        """CPU work of one document: validation, chunking, lexical analysis, token counts."""
+        self.validate(doc)
         count = self.embedder.count_tokens
         title_tokens = count(doc.title) + 1 if doc.title else 0
         budget = max(self.settings.chunk_tokens - title_tokens, self.settings.chunk_tokens // 2)
@@ -126,26 +145,39 @@ class IngestionService:
             raise IngestError(doc.origin, "contains no text")
         return PreparedDocument(doc, doc.checksum, detect_language(doc.text), chunks)
 
-    def _prepare_all(self, documents: list[SourceDocument], skipped: list[IngestError] | None,
-                     ) -> list[PreparedDocument]:
-        prepared = []
+    def _valid(self, documents: list[SourceDocument], skipped: list[IngestError] | None) -> list[SourceDocument]:
+        valid = []
         for doc in documents:
             try:
-                prepared.append(self.prepare(doc))
+                self.validate(doc)
+                valid.append(doc)
             except IngestError as exc:
                 if skipped is None:
                     raise
                 skipped.append(exc)
-        return prepared
+        return valid
 
-    async def check_embedding_space(self) -> None:
+    async def check_compatible(self) -> None:
+        """Refuse to mix models or analysers: the corpus's vectors and the configured model's must be one
+        space, and its lexical index must come from the configured Korean analyser. Also makes sure the
+        model's dimension has its vector index on this backend."""
+        await self.embedder.ready()
         async with self.store.engine.connect() as conn:
             row = (await conn.execute(text("SELECT model, dim FROM embeddings LIMIT 1"))).first()
+            analyzer = await lexical_analyzer(conn)
         if row is not None and (row.model != self.embedder.name or row.dim != self.embedder.dim):
             raise EmbeddingMismatchError(
                 f"the database holds {row.model} vectors (dim {row.dim}) but the configured model is "
                 f"{self.embedder.name} (dim {self.embedder.dim}); run `dtrag reindex` first"
             )
+        if analyzer is not None and analyzer != self.analyzer.korean:
+            raise AnalyzerMismatchError(
+                f"the lexical index was built with the {analyzer} Korean analyser but KOREAN_ANALYZER is "
+                f"{self.analyzer.korean}; run `dtrag reindex` first"
+            )
+        if self.embedder.dim not in self._indexed_dims:
+            await self.store.ensure_vector_index(self.embedder.dim)
+            self._indexed_dims.add(self.embedder.dim)
 
     async def ingest(
         self,
@@ -156,7 +188,12 @@ class IngestionService:
     ) -> IngestReport:
         """Validate every new or changed document first (nothing is written if one is bad, unless
         `skip_invalid` leaves the bad ones out and lists them), then write in batches of `batch_size`
-        documents, one transaction each."""
+        documents, one transaction each.
+
+        Three stages overlap, each a batch apart: chunking and lexical analysis (a thread), embedding
+        (the provider: its own thread, or requests in flight to a server) and the database write. A
+        crash loses at most the batches not yet committed; running the same ingest again skips every
+        committed document by its checksum (and the passage cache, when set, has the rest's vectors)."""
         start = time.perf_counter()
         report = IngestReport()
         by_identity = {d.identity: d for d in documents}  # the same identity twice: the last one wins
@@ -167,37 +204,67 @@ class IngestionService:
             if identity not in changed_ids:
                 report.outcomes.append(DocumentOutcome(doc_id, identity, "unchanged", chunk_count))
         report.unchanged = len(by_identity) - len(changed)
-        if changed:
-            await self.check_embedding_space()
-        prepared = await asyncio.to_thread(self._prepare_all, changed, report.skipped if skip_invalid else None)
+        valid = self._valid(changed, report.skipped if skip_invalid else None)
+        if valid:
+            await self.check_compatible()
         done = report.unchanged
-        if on_progress:
-            on_progress(done, 0)
-        for offset in range(0, len(prepared), batch_size):
-            batch = prepared[offset : offset + batch_size]
-            embed_start = time.perf_counter()
-            vectors = await self.embedder.embed_passages([c.embed_input for d in batch for c in d.chunks])
-            report.embed_seconds += time.perf_counter() - embed_start
-            position = 0
-            for d in batch:
-                d.vectors = vectors[position : position + len(d.chunks)]
-                position += len(d.chunks)
-            for outcome, d in zip(await self._write(batch), batch):
-                report.outcomes.append(outcome)
-                setattr(report, outcome.status, getattr(report, outcome.status) + 1)
-                if outcome.status != "unchanged":
-                    report.chunks += outcome.chunks
-                    report.tokens += sum(c.token_count for c in d.chunks)
-            done += len(batch)
+
+        def progress() -> None:
             if on_progress:
-                on_progress(done, report.chunks)
+                on_progress(IngestProgress(done, report.chunks, report.tokens, time.perf_counter() - start))
+
+        progress()
+        batches = [valid[i : i + batch_size] for i in range(0, len(valid), batch_size)]
+        prepared: asyncio.Queue[list[PreparedDocument] | None] = asyncio.Queue(maxsize=1)
+        embedded: asyncio.Queue[list[PreparedDocument] | None] = asyncio.Queue(maxsize=1)
+
+        async def prepare_stage() -> None:
+            for batch in batches:
+                await prepared.put(await asyncio.to_thread(self._prepare_batch, batch))
+            await prepared.put(None)
+
+        async def embed_stage() -> None:
+            while (batch := await prepared.get()) is not None:
+                embed_start = time.perf_counter()
+                vectors = await self.embedder.embed_passages([c.embed_input for d in batch for c in d.chunks])
+                report.embed_seconds += time.perf_counter() - embed_start
+                position = 0
+                for d in batch:
+                    d.vectors = vectors[position : position + len(d.chunks)]
+                    position += len(d.chunks)
+                await embedded.put(batch)
+            await embedded.put(None)
+
+        async def write_stage() -> None:
+            nonlocal done
+            while (batch := await embedded.get()) is not None:
+                for outcome, d in zip(await self._write(batch), batch):
+                    report.outcomes.append(outcome)
+                    setattr(report, outcome.status, getattr(report, outcome.status) + 1)
+                    if outcome.status != "unchanged":
+                        report.chunks += outcome.chunks
+                        report.tokens += sum(c.token_count for c in d.chunks)
+                done += len(batch)
+                progress()
+
+        try:
+            # A failing stage cancels the other two: what was committed stays, nothing else is written.
+            async with asyncio.TaskGroup() as stages:
+                for stage in (prepare_stage, embed_stage, write_stage):
+                    stages.create_task(stage())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
         report.documents = len(by_identity) - len(report.skipped)
         report.seconds = time.perf_counter() - start
         log.info(
             "ingested",
-            extra={f"ingest_{k}": getattr(report, k) for k in ("documents", "created", "replaced", "unchanged", "chunks")},
+            extra={f"ingest_{k}": getattr(report, k) for k in ("documents", "created", "replaced", "unchanged", "chunks")}
+            | {"ingest_tokens_per_s": round(report.tokens_per_second)},
         )
         return report
+
+    def _prepare_batch(self, batch: list[SourceDocument]) -> list[PreparedDocument]:
+        return [self.prepare(doc) for doc in batch]
 
     async def _existing(self, identities: set[str], conn: AsyncConnection | None = None,
                         ) -> dict[str, tuple[str, str, int]]:
@@ -253,6 +320,7 @@ class IngestionService:
                 await self._write_chunks(conn, doc_id, d)
                 outcomes.append(DocumentOutcome(doc_id, identity, "replaced" if old_id else "created", len(d.chunks)))
             if any(o.status != "unchanged" for o in outcomes):
+                await claim_lexical_analyzer(conn, self.analyzer.korean)
                 await bump_generation(conn)
         return outcomes
 
@@ -291,11 +359,41 @@ class IngestionService:
         )
         await self.store.index_chunks(conn, [(cid, c.tokens) for cid, c in zip(ids, d.chunks)])
 
+    async def reanalyse(self, page_size: int = 256) -> int:
+        """Rebuild the lexical index with the configured Korean analyser when the corpus was built with
+        another, a page per transaction; the analyser is recorded once every chunk is done, so an
+        interrupted run starts over (cheap next to embedding)."""
+        async with self.store.engine.connect() as conn:
+            if await lexical_analyzer(conn) in (None, self.analyzer.korean):
+                return 0
+        done, last_id = 0, -1
+        while True:
+            async with self.store.engine.connect() as conn:
+                page = (await conn.execute(text(
+                    "SELECT c.id, c.text, d.title FROM chunks c JOIN documents d ON d.id = c.document_id "
+                    "WHERE c.id > :last ORDER BY c.id LIMIT :n"), {"last": last_id, "n": page_size})).all()
+            if not page:
+                break
+            tokens = await asyncio.to_thread(self._analyse_rows, page)
+            async with write_transaction(self.store.engine) as conn:
+                await self.store.replace_lexical(conn, [(r.id, t) for r, t in zip(page, tokens)])
+            done += len(page)
+            last_id = page[-1].id
+        async with write_transaction(self.store.engine) as conn:
+            await claim_lexical_analyzer(conn, self.analyzer.korean, force=True)
+            await bump_generation(conn)
+        return done
+
+    def _analyse_rows(self, rows: Sequence) -> list[tuple[str, ...]]:
+        return [self.analyzer.tokens(embed_input(r.title, r.text)) for r in rows]
+
     async def reindex(self, page_size: int = 256, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Re-embed every chunk with the configured model, a page per transaction.
 
         Chunks whose vector is already from this model are skipped, so an interrupted reindex resumes.
         """
+        await self.embedder.ready()
+        await self.reanalyse()
         await self.store.ensure_vector_index(self.embedder.dim)
         pending = (
             "FROM chunks c JOIN documents d ON d.id = c.document_id LEFT JOIN embeddings e ON e.chunk_id = c.id "

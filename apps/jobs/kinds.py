@@ -57,7 +57,7 @@ class JobKinds:
             total = len(documents)
             progress(0, total, 0)
             report = await self.ingestion.ingest(documents, batch_size=self.batch_documents,
-                                                 on_progress=lambda done, chunks: progress(done, total, chunks))
+                                                 on_progress=lambda p: progress(p.documents, total, p.chunks))
             return {"documents": [{"document_id": o.document_id, "status": o.status, "chunks": o.chunks}
                                   for o in report.outcomes],
                     **{k: getattr(report, k) for k in ("created", "replaced", "unchanged", "chunks", "tokens")},

@@ -1,9 +1,12 @@
 """Language-aware lexical analysis for BM25; documents and queries go through the same function.
 
 English: lowercase word tokens of two or more characters, NLTK stopwords removed, Snowball stemmer.
-Korean (any text with Hangul): kiwipiepy morphological analysis keeping content morphemes (nouns,
-verb and adjective stems, roots, numbers); Latin words inside Korean text take the English path, so
-mixed text is handled per script.
+Korean (any text with Hangul), by `KOREAN_ANALYZER`:
+- `kiwi`: kiwipiepy morphological analysis keeping content morphemes (nouns, verb and adjective stems,
+  roots, numbers). Its model costs ~510 MB of RSS per process and ~3 s to load.
+- `bigram`: overlapping syllable bigrams of each Hangul word (a one-syllable word stays whole), the
+  classic CJK indexing; no model. On korquad-ko it scores the same as Kiwi (BENCHMARKS.md).
+Latin words inside Korean text take the English path, so mixed text is handled per script.
 """
 
 from __future__ import annotations
@@ -26,13 +29,23 @@ _WORD = re.compile(r"[^\W_]+")
 # Kiwi tags kept as content: general/proper nouns, numerals, verb/adjective stems, roots, Hanja, numbers.
 _KOREAN_CONTENT_TAGS = frozenset({"NNG", "NNP", "NR", "VV", "VA", "XR", "SH", "SN"})
 _LATIN_TAG = "SL"
+_HANGUL_RUNS = re.compile(r"([\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]+)")
+KOREAN_ANALYZERS = ("kiwi", "bigram")
+
+
+def _script_runs(word: str) -> list[tuple[str, bool]]:
+    """A word split into Hangul and non-Hangul runs: `gpt로` → (`gpt`, False), (`로`, True)."""
+    return [(run, i % 2 == 1) for i, run in enumerate(_HANGUL_RUNS.split(word)) if run]
 
 
 class Analyzer:
     """`tokens()` for threads (ingestion, grounding), `atokens()`/`aquery_terms()` for the event loop:
     a cache miss there runs on the analyser's own thread, so Korean analysis never blocks the loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, korean: str = "kiwi") -> None:
+        if korean not in KOREAN_ANALYZERS:
+            raise ValueError(f"unknown Korean analyser {korean!r}; choose one of {', '.join(KOREAN_ANALYZERS)}")
+        self.korean = korean
         self._stemmer = Stemmer.Stemmer("english")
         self._kiwi = None
         # One Kiwi model (~500 MB) for the process: threads take turns on it instead of each loading one.
@@ -48,6 +61,24 @@ class Analyzer:
         return self._stemmer.stemWords(words)
 
     def _korean(self, text: str) -> list[str]:
+        return self._bigrams(text) if self.korean == "bigram" else self._morphemes(text)
+
+    def _bigrams(self, text: str) -> list[str]:
+        tokens: list[str] = []
+        latin: list[str] = []
+        for word in _WORD.findall(text.lower()):
+            for run, hangul in _script_runs(word):
+                if not hangul:
+                    latin.append(run)
+                elif len(run) == 1:
+                    tokens.append(run)
+                else:
+                    tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
+        if latin:
+            tokens.extend(self._english(" ".join(latin)))
+        return tokens
+
+    def _morphemes(self, text: str) -> list[str]:
         with self._kiwi_lock:
             if self._kiwi is None:
                 from kiwipiepy import Kiwi
@@ -94,6 +125,15 @@ class Analyzer:
         return list(dict.fromkeys(await self.atokens(text)))[:limit]
 
 
-@lru_cache(maxsize=1)
-def get_analyzer() -> Analyzer:
-    return Analyzer()
+@lru_cache(maxsize=2)
+def _analyzer(korean: str) -> Analyzer:
+    return Analyzer(korean)
+
+
+def get_analyzer(korean: str | None = None) -> Analyzer:
+    """One analyser per Korean method per process; the configured one unless asked for another."""
+    if korean is None:
+        from apps.core.config import get_settings
+
+        korean = get_settings().korean_analyzer
+    return _analyzer(korean)

