@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.core.api_keys import ApiKeyStore
@@ -69,6 +70,8 @@ class Runtime:
         except EmbeddingMismatchError as exc:
             # Serve anyway (what still matches answers) and say loudly what `dtrag reindex` would fix.
             log.error("the corpus was indexed with another model or analyser", extra={"error": str(exc)})
+        except (OSError, SQLAlchemyError) as exc:  # the database may come up after the server; /health says so
+            log.warning("could not compare the corpus with the configured model", extra={"error": type(exc).__name__})
 
     def start(self) -> None:
         """Background work of a serving process: request and decision logs, reward settling, flag
