@@ -16,6 +16,7 @@ from sqlalchemy import select
 from apps.core.config import load_settings
 from apps.core.db import create_engine
 from apps.core.models import RequestEvent
+from apps.ingestion.loaders import load_bytes
 from apps.orchestration.src.answer_models import AnswerRequest
 from apps.rollout.flags import FlagService
 from tests.support.api import Api, api_client
@@ -145,6 +146,9 @@ def _slow_pdf(pages: int) -> bytes:
 async def test_health_stays_fast_while_a_pdf_is_parsed_and_korean_questions_are_answered(settings) -> None:
     settings = settings.model_copy(update={"max_document_bytes": 50 * 1024 * 1024})
     data = await asyncio.to_thread(_slow_pdf, 40)
+    parse = time.perf_counter()
+    await asyncio.to_thread(load_bytes, "big.pdf", data, settings.max_document_bytes)
+    parse = time.perf_counter() - parse  # what a loop running the parser itself would stall for
     async with api_client(settings) as api:
         await api.runtime.ingestion.ingest(corpus())
         latencies: list[float] = []
@@ -177,11 +181,12 @@ async def test_health_stays_fast_while_a_pdf_is_parsed_and_korean_questions_are_
         busy = time.perf_counter() - busy
         done.set()
         await prober
-    assert results[0] > 1.0, "the upload should be slow enough to show a blocked loop"
+    assert parse > 1.0 and results[0] > parse, "the parse should be slow enough to show a blocked loop"
     during = sorted(latencies)
     assert len(during) >= 10, during
-    # A blocked loop would stall /health for the whole parse (seconds); off the loop it stays quick.
-    assert during[int(len(during) * 0.95)] < 0.25 and during[-1] < min(0.5, busy / 2), (during[-5:], busy)
+    # A blocked loop would stall one /health for the whole parse; off the loop the probes stay quick,
+    # the slowest well under the parse (a shared CI machine adds pauses of its own, so no fixed cap).
+    assert during[int(len(during) * 0.95)] < 0.25 and during[-1] < parse / 2, (during[-5:], parse, busy)
 
 
 @pytest.mark.parametrize("status", [429, 500])

