@@ -221,8 +221,13 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="dtrag-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
-    if workers > 1 and not settings.query_embedding_threads:
-        os.environ["QUERY_EMBEDDING_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    # Under concurrent load one OpenMP thread per query embedding costs the least CPU, and sleeping
+    # (not spinning) OpenMP threads leave the cores to the event loop and SQL threads: the fastest
+    # serving setup measured (BENCHMARKS.md, query path). A lone query is faster with every core,
+    # which is why in-process use (CLI, benches) keeps QUERY_EMBEDDING_THREADS=0.
+    if not settings.query_embedding_threads:
+        os.environ["QUERY_EMBEDDING_THREADS"] = "1"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     uvicorn.run("apps.api.main:app", host=host, port=port, workers=workers, log_level=settings.log_level.lower())
 
 

@@ -49,10 +49,17 @@ def build_provider(settings: Settings) -> EmbeddingProvider:
 _built: LRUCache[str, EmbeddingProvider] = LRUCache(maxsize=4)
 
 
+def _key(settings: Settings) -> str:
+    fields = settings.model_dump(mode="json")
+    used = {k: v for k, v in fields.items() if k.startswith(("embedding_", "query_embedding_"))}
+    if settings.embedding_provider == "gemini":  # falls back on the answer model's key and address
+        used |= {k: fields[k] for k in ("gemini_api_key", "gemini_base_url")}
+    return json.dumps(used, sort_keys=True)
+
+
 def get_embedder(settings: Settings | None = None) -> EmbeddingProvider:
     settings = settings or get_settings()
-    key = json.dumps({k: v for k, v in settings.model_dump(mode="json").items()
-                      if k.startswith(("embedding_", "query_embedding_", "gemini_"))}, sort_keys=True)
+    key = _key(settings)
     embedder = _built.get(key)
     if embedder is None:
         cache = PassageCache(settings.embedding_cache_path) if settings.embedding_cache_path else None
