@@ -123,8 +123,7 @@ class IngestionService:
             )
 
     def prepare(self, doc: SourceDocument) -> PreparedDocument:
-        """CPU work of one document: validation, chunking, lexical analysis, token counts."""
-        self.validate(doc)
+        """CPU work of one validated document: chunking, lexical analysis, token counts."""
         count = self.embedder.count_tokens
         title_tokens = count(doc.title) + 1 if doc.title else 0
         budget = max(self.settings.chunk_tokens - title_tokens, self.settings.chunk_tokens // 2)

