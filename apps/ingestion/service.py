@@ -217,21 +217,32 @@ class IngestionService:
         prepared: asyncio.Queue[list[PreparedDocument] | None] = asyncio.Queue(maxsize=1)
         embedded: asyncio.Queue[list[PreparedDocument] | None] = asyncio.Queue(maxsize=1)
 
+        # A failing stage ends its stream, so the batches finished before it are still written; the
+        # failure is raised once the writer is done. A failing write stops everything (TaskGroup).
+        failures: list[Exception] = []
+
         async def prepare_stage() -> None:
-            for batch in batches:
-                await prepared.put(await asyncio.to_thread(self._prepare_batch, batch))
+            try:
+                for batch in batches:
+                    await prepared.put(await asyncio.to_thread(self._prepare_batch, batch))
+            except Exception as exc:
+                failures.append(exc)
             await prepared.put(None)
 
         async def embed_stage() -> None:
-            while (batch := await prepared.get()) is not None:
-                embed_start = time.perf_counter()
-                vectors = await self.embedder.embed_passages([c.embed_input for d in batch for c in d.chunks])
-                report.embed_seconds += time.perf_counter() - embed_start
-                position = 0
-                for d in batch:
-                    d.vectors = vectors[position : position + len(d.chunks)]
-                    position += len(d.chunks)
-                await embedded.put(batch)
+            try:
+                while (batch := await prepared.get()) is not None:
+                    embed_start = time.perf_counter()
+                    vectors = await self.embedder.embed_passages([c.embed_input for d in batch for c in d.chunks])
+                    report.embed_seconds += time.perf_counter() - embed_start
+                    position = 0
+                    for d in batch:
+                        d.vectors = vectors[position : position + len(d.chunks)]
+                        position += len(d.chunks)
+                    await embedded.put(batch)
+            except Exception as exc:
+                failures.append(exc)
+                preparing.cancel()  # nothing it prepares from here on would be embedded
             await embedded.put(None)
 
         async def write_stage() -> None:
@@ -247,12 +258,14 @@ class IngestionService:
                 progress()
 
         try:
-            # A failing stage cancels the other two: what was committed stays, nothing else is written.
             async with asyncio.TaskGroup() as stages:
-                for stage in (prepare_stage, embed_stage, write_stage):
-                    stages.create_task(stage())
+                preparing = stages.create_task(prepare_stage())
+                stages.create_task(embed_stage())
+                stages.create_task(write_stage())
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
+        if failures:
+            raise failures[0]
         report.documents = len(by_identity) - len(report.skipped)
         report.seconds = time.perf_counter() - start
         log.info(

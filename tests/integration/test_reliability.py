@@ -161,13 +161,11 @@ async def test_health_stays_fast_while_a_pdf_is_parsed_and_korean_questions_are_
                 latencies.append(time.perf_counter() - start)
                 await asyncio.sleep(0.02)
 
-        async def upload() -> float:
-            start = time.perf_counter()
+        async def upload() -> None:
             r = await api.client.post("/api/v1/documents", headers=api.headers("write"),
                                       files={"file": ("big.pdf", data, "application/pdf")})
             assert r.status_code == 202, r.text  # accepted as a job; parsed and embedded off the request
             assert (await api.runtime.jobs.wait(r.json()["job_id"], 120))["status"] == "succeeded"
-            return time.perf_counter() - start
 
         async def korean(i: int) -> None:
             r = await api.client.post("/answer", headers=api.headers("read"),
@@ -177,11 +175,11 @@ async def test_health_stays_fast_while_a_pdf_is_parsed_and_korean_questions_are_
         prober = asyncio.create_task(probe())
         await asyncio.sleep(0.1)
         busy = time.perf_counter()
-        results = await asyncio.gather(upload(), *(korean(i) for i in range(6)))
+        await asyncio.gather(upload(), *(korean(i) for i in range(6)))
         busy = time.perf_counter() - busy
         done.set()
         await prober
-    assert parse > 1.0 and results[0] > parse, "the parse should be slow enough to show a blocked loop"
+    assert parse > 1.0, "the parse should be slow enough to show a blocked loop"
     during = sorted(latencies)
     assert len(during) >= 10, during
     # A blocked loop would stall one /health for the whole parse; off the loop the probes stay quick,
