@@ -1,7 +1,12 @@
 """The composition root: the one place that builds the engine, sessions, store, services and answer
-pipelines for a database. The API, the CLI and the benches all start here; nothing below them imports
-this module (the runbook doors `get_pipeline()` and `get_q_learning()` find it through the
-`dtrag.runtime` entry point, see `apps.core.composition`)."""
+pipelines for a database, and the only place that reads settings or makes engines. The API, the CLI,
+the benches, the integrations, the RQ worker and the runbooks' door modules (`get_pipeline()`,
+`get_q_learning()`, `ReplayBuffer()`, `get_env_manager()`) all start here; nothing below them imports
+this module (`tests/unit/test_architecture.py`).
+
+    async with build_runtime(settings) as rt:   # closes everything it built on the way out
+        ...
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from apps.core.admin_actions import AdminActions
 from apps.core.api_keys import ApiKeyStore
 from apps.core.config import Settings, get_settings
 from apps.core.db import create_engine
@@ -19,20 +25,25 @@ from apps.core.idempotency import IdempotencyStore
 from apps.core.rate_limit import DatabaseRateLimiter, RateLimiter, RedisRateLimiter
 from apps.core.request_log import RequestLog
 from apps.core.retention import Retention
+from apps.ingestion.collections import CollectionService
 from apps.ingestion.errors import EmbeddingMismatchError
 from apps.ingestion.parsing import DocumentParser
 from apps.ingestion.service import IngestionService
 from apps.jobs.service import JobService, build_jobs
 from apps.llm.factory import ProviderFactory
 from apps.orchestration.src.bandit.decision_log import DecisionLog
-from apps.orchestration.src.bandit.q_learning import SoftQLearning
-from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
+from apps.orchestration.src.bandit.soft_q import SoftQLearning
+from apps.orchestration.src.bandit.replay import ReplayBuffer
 from apps.orchestration.src.bandit.service import StrategyBandit
+from apps.orchestration.src.conversations import ConversationStore, FeedbackStore
 from apps.orchestration.src.pipelines import AnswerPipelines
 from apps.rollout.canary import CanaryController
 from apps.rollout.flags import FlagService
 from apps.search.cache import LocalBackend, RedisBackend, SearchCache
+from apps.search.cases.factory import build_case_leg, build_case_memory
+from apps.search.cases.memory import CaseMemory
 from apps.search.embeddings import get_embedder
+from apps.search.rerank import build_reranker
 from apps.search.service import SearchService
 from apps.search.stores import Store, create_store
 from apps.text.analyzer import get_analyzer
@@ -59,6 +70,11 @@ class Runtime:
     canary: CanaryController
     retention: Retention
     jobs: JobService
+    admin: AdminActions
+    conversations: ConversationStore
+    feedback: FeedbackStore
+    collections: CollectionService
+    cases: CaseMemory
     redis: Any | None = None  # redis.asyncio.Redis when REDIS_URL is set
 
     async def warm_up(self) -> None:
@@ -72,6 +88,10 @@ class Runtime:
             log.error("the corpus was indexed with another model or analyser", extra={"error": str(exc)})
         except (OSError, SQLAlchemyError) as exc:  # the database may come up after the server; /health says so
             log.warning("could not compare the corpus with the configured model", extra={"error": type(exc).__name__})
+        llm = await self.pipelines.provider_status()  # starts a local model server; asks a remote one
+        if llm is not None and llm["state"] != "ok":
+            # Serve anyway: answers fall back to the extractive composer until the model server answers.
+            log.warning("the answer model server is not ready", extra={"error": llm.get("last_error")})
 
     def start(self) -> None:
         """Background work of a serving process: request and decision logs, reward settling, flag
@@ -82,14 +102,24 @@ class Runtime:
         self.canary.start()
         self.retention.start()
         self.jobs.start()
+        self.admin.start()
+        self.cases.start()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def close(self) -> None:
+        self.admin.stop()
         await self.jobs.close()
         await self.retention.stop()
         await self.canary.stop()
         await self.request_log.stop()
         await self.flags.stop()
         await self.bandit.close()
+        await self.cases.stop()
         if self.redis is not None:
             await self.redis.aclose()
         self.parser.close()
@@ -112,17 +142,30 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     store = create_store(engine, settings)
     redis = _redis(settings)
     embedder = get_embedder(settings)
-    analyzer = get_analyzer(settings.korean_analyzer)
-    cache = SearchCache(engine, RedisBackend(redis) if redis is not None else LocalBackend(),
-                        settings.search_cache_ttl_s)
-    search = SearchService(store, embedder, analyzer, settings, cache=cache)
+    analyzer = get_analyzer(settings.korean_analyzer, settings.analyzer_cache_bytes)
+    backend = RedisBackend(redis) if redis is not None else LocalBackend(settings.search_cache_bytes)
+    cache = SearchCache(engine, backend, settings.search_cache_ttl_s)
+    case_leg = build_case_leg(engine, embedder, analyzer, settings)
+    search = SearchService(store, embedder, analyzer, settings, cache=cache, reranker=build_reranker(settings),
+                           cases=case_leg)
+
+    async def clear_process_caches() -> dict[str, int]:
+        """An admin cleanup on this process: its analyser cache, and its search cache unless Redis holds
+        it; the bytes each held."""
+        held = {"analyzer_cache_bytes": analyzer.cached_bytes}
+        analyzer.clear()
+        if isinstance(backend, LocalBackend):
+            held["search_cache_bytes"] = backend.cached_bytes
+            await backend.clear()
+        return held
+
     bandit = StrategyBandit(search, SoftQLearning.from_settings(settings, engine),
-                            ReplayBuffer(settings.replay_max_size, engine, capacity=settings.replay_max_size), DecisionLog(engine), settings)
+                            ReplayBuffer(engine, settings.replay_max_size), DecisionLog(engine), settings)
     flags = FlagService(engine, settings.flag_refresh_s)
     request_log = RequestLog(engine)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     ingestion = IngestionService(store, embedder, analyzer, settings)
-    parser = DocumentParser()
+    parser = DocumentParser(settings.parse_timeout_s)
     idempotency = IdempotencyStore(engine, settings.idempotency_ttl_s)
     return Runtime(
         settings=settings,
@@ -142,6 +185,11 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         canary=CanaryController(engine, flags, request_log, settings),
         retention=Retention(engine, settings),
         jobs=build_jobs(engine, ingestion, parser, bandit, flags, idempotency, settings),
+        admin=AdminActions(engine, settings.cleanup_poll_s, clear_process_caches),
+        conversations=ConversationStore(engine, settings.conversation_max_turns, settings.conversation_history_turns),
+        feedback=FeedbackStore(engine),
+        collections=CollectionService(engine),
+        cases=build_case_memory(case_leg, search, settings),
         redis=redis,
     )
 

@@ -74,6 +74,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Dropping the tables would lose what a 202 promised to ingest: refuse while any accepted job still
+    # holds an upload it has not processed.
+    pending = op.get_bind().execute(sa.text(
+        "SELECT count(DISTINCT p.job_id) FROM job_payloads p JOIN jobs j ON j.id = p.job_id "
+        "WHERE j.status IN ('queued', 'running')")).scalar_one()
+    if pending:
+        raise RuntimeError(
+            f"refusing to drop the jobs tables: {pending} accepted job(s) still hold uploads they have not "
+            "processed (job_payloads); let them finish (`dtrag jobs list --status queued`) or cancel them "
+            "(`dtrag jobs cancel ID`), then downgrade again")
     op.drop_index("ix_job_events_at", "job_events")
     op.drop_index("ix_job_events_job_id", "job_events")
     op.drop_table("job_events")

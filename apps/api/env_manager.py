@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from apps.core.config import Environment, Settings, get_settings
+from apps.core.config import Environment, Settings
 from apps.core.db import run_blocking
 from apps.core.flags import FLAGS, RESERVED_FLAGS
 from apps.core.redaction import redact_url
 from apps.rollout.flags import FlagContext, FlagService
+from apps.runtime import get_runtime
 
 __all__ = ["Environment", "EnvironmentManager", "EnvManager", "get_env_manager"]
 
@@ -92,8 +93,8 @@ class EnvManager:
         s = self._settings
         errors: list[str] = []
         warnings: list[str] = []
-        if s.secret_key.startswith("dev-insecure"):
-            (errors if self.is_production else warnings).append("SECRET_KEY is the development default")
+        if s.secret_key.startswith("dev-insecure"):  # Settings refuses it in production: only ever a warning
+            warnings.append("SECRET_KEY is the development default")
         if self.is_production and s.is_sqlite:
             warnings.append("production on the embedded SQLite file: one host only; use PostgreSQL to scale out")
         if self.is_production and not s.metrics_require_key:
@@ -117,4 +118,4 @@ EnvironmentManager = EnvManager  # the original project's name
 
 @lru_cache(maxsize=1)
 def get_env_manager() -> EnvManager:
-    return EnvManager(get_settings())
+    return EnvManager(get_runtime().settings)

@@ -10,11 +10,13 @@ from fastapi import APIRouter, FastAPI
 
 from apps import __version__
 from apps.api import problems
-from apps.api.middleware import BodyGuard, RequestContext
-from apps.api.routers import admin, answer, dashboard, documents, feedback, flags, health, observability, search
+from apps.api.middleware import BodyGuard, PageSecurity, RequestContext
+from apps.api.routers import admin, answer, ask, dashboard, documents, feedback, flags, health, observability, search
+from apps.api.routers import collections as collection_routes
 from apps.api.routers import jobs as jobs_routes
 from apps.core.config import Settings, get_settings
 from apps.core.logging import configure_logging
+from apps.doors.app import Doors
 from apps.runtime import build_runtime
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    doors = Doors(settings)  # MCP at /mcp, the A2A agent, the OpenAI chat API (apps/doors)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,7 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         log.info("dt-rag started", extra={"backend": settings.backend, "environment": settings.environment.value})
         try:
-            yield
+            async with doors.serving(runtime):
+                yield
         finally:
             await runtime.close()
 
@@ -48,8 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
 
-    app.add_middleware(RequestContext, fastapi_app=app, settings=settings)
+    # The last added runs first: the request context sees every response, the guard's 408 and 413 too.
     app.add_middleware(BodyGuard, max_bytes=settings.max_request_bytes, read_timeout_s=settings.body_read_timeout_s)
+    app.add_middleware(PageSecurity, third_party_pages=(app.docs_url,))
+    app.add_middleware(RequestContext, fastapi_app=app, settings=settings)
 
     v1 = APIRouter(prefix="/api/v1")
     v1.include_router(search.router)
@@ -59,14 +65,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(feedback.router)
     v1.include_router(flags.admin_router)
     v1.include_router(jobs_routes.router)
+    v1.include_router(collection_routes.router)
+    v1.include_router(ask.api_router)
     app.include_router(v1)
     app.include_router(flags.router)
     app.include_router(observability.router)
     app.include_router(answer.router)
     app.include_router(admin.cache_router)
+    app.include_router(admin.runbook_router)
     app.include_router(health.router)
     app.include_router(jobs_routes.admin_router)
     app.include_router(dashboard.router)
+    app.include_router(ask.router)  # /ask, and / redirects to it
+    doors.mount(app)
     return app
 
 

@@ -1,6 +1,7 @@
-"""ASGI middleware: the request context (id, flag assignment, metrics, request log) and the body guard.
+"""ASGI middleware: the request context (id, flag assignment, metrics, request log), the body guard and
+the pages' security headers.
 
-Both are plain ASGI, not `@app.middleware("http")`: a streamed answer is timed to its last byte, and a
+All plain ASGI, not `@app.middleware("http")`: a streamed answer is timed to its last byte, and a
 body is counted and timed as it arrives instead of being buffered whole.
 """
 
@@ -13,6 +14,7 @@ import uuid
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,7 +65,11 @@ class RouteTemplates:
 
 
 class RequestContext:
-    """Names the request, assigns its pipeline variant, and records it once its response has ended."""
+    """Names the request, assigns its pipeline variant, and records it once its response has ended.
+
+    The outermost of the app's middleware: it sees every response, the body guard's 408 and 413
+    included, and records the status the client got (500 only when the app raised before answering).
+    """
 
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI, settings: Settings) -> None:
         self.app = app
@@ -99,7 +105,7 @@ class RequestContext:
             await send(message)
 
         try:
-            injected = await faults.apply(self.settings, assignment.variant, request_id, endpoint)
+            injected = await faults.apply(self.settings, runtime.keys, scope, assignment.variant, endpoint)
             if injected is not None:
                 await injected(scope, receive, send_with_context)
             else:
@@ -113,13 +119,15 @@ class RequestContext:
                 metrics.ERRORS.labels(endpoint, assignment.variant, str(status)).inc()
             runtime.request_log.record(
                 endpoint, scope["method"], status, round(elapsed, 3), variant=assignment.variant,
+                authenticated=state.get("api_key_id") is not None,  # set by the API-key dependency
                 strategy=state.get("strategy"), quality=state.get("quality"), **(state.get("llm") or {}),
             )
 
 
 class BodyGuard:
-    """413 for a body over the limit (by Content-Length or by counting a streamed body), 408 for a
-    client that stops sending its body for longer than the read timeout."""
+    """413 for a body over the limit (by Content-Length or by counting a streamed body), 408 for a body
+    not complete within the read timeout of the request's start: one bound for the whole body, so a
+    client trickling a byte at a time holds a worker no longer than one that stops sending."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float) -> None:
         self.app = app
@@ -134,19 +142,28 @@ class BodyGuard:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._reject(scope, send, 413, f"request body is over the {self.max_bytes:,}-byte limit")
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout_s
         seen = 0
+        body_done = False
         started = False
 
         async def guarded() -> Message:
-            nonlocal seen
+            nonlocal seen, body_done
+            if body_done:  # the body is in: what follows is a wait for the client to disconnect
+                return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout_s)
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
             except TimeoutError:
-                raise _BodyRefused(408, f"no request body bytes for {self.read_timeout_s:g} s") from None
+                raise _BodyRefused(408, f"the request body was not complete within {self.read_timeout_s:g} s; "
+                                        "send it at once, or smaller") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     raise _BodyRefused(413, f"request body is over the {self.max_bytes:,}-byte limit")
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         async def tracking(message: Message) -> None:
@@ -161,11 +178,47 @@ class BodyGuard:
                 await self._reject(scope, send, refused.status, refused.detail)
 
     async def _reject(self, scope: Scope, send: Send, status: int, detail: str) -> None:
-        # Runs outside the request context, so it names the request itself.
-        request_id = request_id_of(scope)
+        # Outside the routes, so it builds the problem itself; RequestContext (outside it) adds the id header.
+        request_id = scope.get("state", {}).get("request_id") or request_id_of(scope)
         response = problems.problem_response(status, detail, instance=scope.get("path", ""), request_id=request_id,
-                                             headers={"X-Request-ID": request_id, "Connection": "close"})
+                                             headers={"Connection": "close"})
         await response(scope, _no_body, send)
+
+
+# The pages the service serves (the dashboard, and any HTML page after it) load only their own
+# scripts and styles and are never framed; the API docs page loads Swagger UI from its CDN, so it
+# gets only the framing rules.
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+FRAMING_POLICY = "frame-ancestors 'none'"
+
+
+class PageSecurity:
+    """Security headers by content type: `nosniff` on every response; on HTML, a Content-Security-Policy,
+    `X-Frame-Options: DENY` and `Referrer-Policy: no-referrer`, so a new page is covered without a line."""
+
+    def __init__(self, app: ASGIApp, third_party_pages: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.third_party_pages = third_party_pages
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                if headers.get("content-type", "").startswith("text/html"):
+                    third_party = scope["path"] in self.third_party_pages
+                    headers["Content-Security-Policy"] = FRAMING_POLICY if third_party else PAGE_POLICY
+                    headers["X-Frame-Options"] = "DENY"
+                    headers["Referrer-Policy"] = "no-referrer"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 async def _no_body() -> Message:

@@ -1,4 +1,7 @@
-"""Every error is `application/problem+json` (RFC 9457) with an actionable message and the request id."""
+"""Every error is `application/problem+json` (RFC 9457) with an actionable message and the request id.
+
+A body says what failed, never an exception's text (SQL, hosts, URLs with credentials): those go to
+the log, where the formatter masks credentials."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from apps.search.types import FilterLimitError
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -74,6 +79,11 @@ def install(app: FastAPI) -> None:
         errors = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem(request, 422, detail, errors=errors)
+
+    @app.exception_handler(FilterLimitError)
+    async def _filters(request: Request, exc: FilterLimitError) -> JSONResponse:
+        # Raised by the search service before any SQL runs, for every route that searches.
+        return problem(request, 422, str(exc), errors=[{"field": "filters", "message": str(exc)}])
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.error("dependency unavailable: %s on %s %s", type(exc).__name__, request.method, request.url.path,

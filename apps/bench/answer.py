@@ -7,10 +7,12 @@ import time
 from typing import Any
 
 from apps.bench.beir import BeirDataset
+from apps.bench.metrics import containment
 from apps.bench.retrieval import ingest_dataset
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
 from apps.core.stats import percentile
+from apps.core.visibility import EVERYTHING
 from apps.ingestion import catalog
 from apps.orchestration.src.answer_models import AnswerRequest
 from apps.runtime import Runtime, build_runtime
@@ -19,9 +21,8 @@ from apps.runtime import Runtime, build_runtime
 async def bench_answer(dataset: BeirDataset, settings: Settings, provider: str | None, mode: str = "answer",
                        limit: int | None = None) -> dict[str, Any]:
     upgrade(settings.database_url)
-    runtime = build_runtime(settings)
     answers = dataset.answers()
-    try:
+    async with build_runtime(settings) as runtime:
         await ingest_dataset(runtime, dataset)
         await runtime.warm_up()
         pipeline = runtime.pipelines.get(provider)
@@ -40,7 +41,7 @@ async def bench_answer(dataset: BeirDataset, settings: Settings, provider: str |
                     external[source.doc_id] = await _external_id(runtime, source.doc_id)
             cited_docs = {external[s.doc_id] for s in result.sources if s.chunk_id in cited}
             hits += bool(cited_docs & set(dataset.qrels.get(qid, {})))
-            contained += any(a in result.answer for a in answers.get(qid, []))
+            contained += containment(result.answer, answers.get(qid, []))
             grounded += bool(result.validation.grounded)
             lengths.append(len(result.answer))
         n = len(queries)
@@ -55,14 +56,12 @@ async def bench_answer(dataset: BeirDataset, settings: Settings, provider: str |
             "containment": round(contained / n, 4) if answers else None,
             "mean_answer_chars": round(statistics.fmean(lengths), 1),
             "grounded_rate": round(grounded / n, 4),
-            "p50_ms": round(statistics.median(latencies), 2),
+            "p50_ms": round(percentile(latencies, 50), 2),
             "p95_ms": round(percentile(latencies, 95), 2),
         }
-    finally:
-        await runtime.close()
 
 
 async def _external_id(runtime: Runtime, doc_id: str) -> str:
     async with runtime.sessions() as session:
-        document = await catalog.get(session, doc_id)
-    return (document.external_id or "") if document is not None else ""
+        record = await catalog.get(session, doc_id, EVERYTHING)
+    return (record.document.external_id or "") if record is not None else ""

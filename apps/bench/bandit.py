@@ -22,7 +22,8 @@ import pytrec_eval
 from sqlalchemy import text
 
 from apps.bench.beir import BeirDataset, load_dataset
-from apps.bench.retrieval import bench_settings, default_database_url, doc_scores, ingest_dataset
+from apps.bench.databases import bench_settings, default_database_url
+from apps.bench.retrieval import doc_scores, ingest_dataset
 from apps.core.config import Settings
 from apps.core.db import write_transaction
 from apps.core.hashing import normalized_value
@@ -137,14 +138,12 @@ async def bench_bandit(dataset_path: str | Path, base: Settings, *, database_url
                        train_fraction: float | None = None,
                        on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     train, test = split_queries(Path(dataset_path), train_fraction)
-    settings = bench_settings(base, database_url or default_database_url(test))
-    settings = settings.model_validate({**settings.model_dump(), "bandit_latency_cost": latency_cost,
-                                        "bandit_reward_window_s": 3600.0})
+    settings = bench_settings(base, database_url or default_database_url(test), bandit_latency_cost=latency_cost,
+                              bandit_reward_window_s=3600.0)
     upgrade(settings.database_url)
-    runtime = build_runtime(settings)
-    bandit, learner = runtime.bandit, runtime.bandit.learner
     progress = on_progress or (lambda *_: None)
-    try:
+    async with build_runtime(settings) as runtime:
+        bandit, learner = runtime.bandit, runtime.bandit.learner
         await ingest_dataset(runtime, test)
         await runtime.warm_up()
         async with write_transaction(runtime.engine) as conn:  # a fresh policy for every run
@@ -211,8 +210,6 @@ async def bench_bandit(dataset_path: str | Path, base: Settings, *, database_url
             "policy_overhead": await _policy_overhead(runtime, test),
             "replay_buffer_full": await _buffer_footprint(runtime),
         }
-    finally:
-        await runtime.close()
 
 
 def _q_summary(learner: Any) -> dict[str, Any]:

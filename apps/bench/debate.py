@@ -20,11 +20,8 @@ Differences between modes carry paired bootstrap 95 % intervals.
 from __future__ import annotations
 
 import random
-import re
 import statistics
-import tempfile
 import time
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +29,10 @@ from typing import Any
 
 import mmh3
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 from apps.bench.beir import load_dataset
-from apps.bench.retrieval import bench_settings
+from apps.bench.databases import bench_settings, scratch_database_url
+from apps.bench.metrics import answer_text, containment, contains, exact_match, f1, normalize
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
 from apps.core.stats import percentile
@@ -44,58 +40,16 @@ from apps.ingestion.documents import SourceDocument
 from apps.llm.base import AnswerProvider, ComposeRequest, Evidence
 from apps.llm.extractive import NOT_FOUND
 from apps.llm.factory import build_provider
-from apps.orchestration.src.debate import CONFLICT_HEADER, DebateEngine
+from apps.orchestration.src.debate import DebateEngine
 from apps.orchestration.src.grounding import Citation, cite
 from apps.runtime import Runtime, build_runtime
 from apps.search.types import SearchFilters
 from apps.text.analyzer import Analyzer, get_analyzer
-from apps.text.language import detect_language, has_hangul
+from apps.text.language import detect_language
 from apps.text.sentences import split_sentences
 
 MODES = ("single", "vote", "debate")
 _BOOTSTRAP = 2000
-_MARKERS = re.compile(r"\s*\[\d+\]")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-# --- answer metrics (SQuAD / KorQuAD) ------------------------------------------------------------------
-
-def normalize(text: str) -> str:
-    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text.lower())
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def _units(text: str) -> list[str]:
-    """Words, or characters for Korean: a Korean answer span rarely matches whole eojeol."""
-    words = normalize(text).split()
-    return [ch for w in words for ch in w] if has_hangul(text) else words
-
-
-def exact_match(prediction: str, golds: list[str]) -> float:
-    return float(any(normalize(prediction) == normalize(g) for g in golds))
-
-
-def f1(prediction: str, golds: list[str]) -> float:
-    best = 0.0
-    for gold in golds:
-        p, g = _units(prediction), _units(gold)
-        common = sum((Counter(p) & Counter(g)).values())
-        if common:
-            precision, recall = common / len(p), common / len(g)
-            best = max(best, 2 * precision * recall / (precision + recall))
-    return best
-
-
-def contains(text: str, value: str) -> bool:
-    needle = normalize(value).replace(" ", "")
-    return bool(needle) and needle in normalize(text).replace(" ", "")
-
-
-def answer_text(answer: str) -> str:
-    """What the answer says, without citation markers, the conflict header or list bullets."""
-    lines = [line.strip().removeprefix("- ") for line in answer.splitlines()]
-    lines = [line for line in lines if line and line not in CONFLICT_HEADER.values()]
-    return _MARKERS.sub("", " ".join(lines)).strip()
 
 
 # --- contexts from the database -------------------------------------------------------------------------
@@ -217,7 +171,7 @@ def _score(case: Case, out: Outcome, threshold: float) -> dict[str, float | None
     text = answer_text(out.answer)
     abstained = out.answer.strip() in NOT_FOUND.values()
     cited_docs = {e.doc_id for e in case.context if any(e.chunk_id in c.chunk_ids for c in out.citations)}
-    true = any(contains(text, g) for g in case.golds)
+    true = containment(out.answer, case.golds)
     row: dict[str, float | None] = {
         "exact_match": exact_match(text, case.golds), "f1": f1(text, case.golds), "containment": float(true),
         "source_hit": float(bool(cited_docs & case.gold_docs)),
@@ -258,7 +212,7 @@ def _summary(cases: list[Case], rows: list[dict], outs: list[Outcome]) -> dict[s
         "calls_per_question": round(sum(o.calls for o in outs) / n, 3),
         "tokens_per_question": round(sum(o.tokens for o in outs) / n, 1),
         "cost_usd_per_question": round(sum(o.cost_usd for o in outs) / n, 8),
-        "p50_ms": round(statistics.median(latencies), 2), "p95_ms": round(percentile(latencies, 95), 2),
+        "p50_ms": round(percentile(latencies, 50), 2), "p95_ms": round(percentile(latencies, 95), 2),
     })
     if outs[0].extra:
         summary["mean_rounds"] = round(statistics.fmean(o.extra["rounds"] for o in outs), 3)
@@ -294,28 +248,21 @@ def _differences(cases: list[Case], rows: dict[str, list[dict]], seed: int) -> d
     return out
 
 
-def scratch_database_url() -> str:
-    """A fresh SQLite file: the planted copies must never reach the retrieval benches' cached databases."""
-    return f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='dtrag-debate-bench-')) / 'bench.sqlite'}"
-
-
 async def run_debate_bench(settings: Settings, dataset: Path, *, provider: str, agents: int, rounds: int,
                            conflicts: float, noise: int, limit: int | None, seed: int = 0,
                            database_url: str | None = None) -> dict:
-    settings = bench_settings(settings, database_url or scratch_database_url())
+    # A scratch database by default: the planted copies must never reach the retrieval benches' cached ones.
+    settings = bench_settings(settings, database_url or scratch_database_url("debate-bench"))
     upgrade(settings.database_url)
-    runtime = build_runtime(settings)
-    try:
+    async with build_runtime(settings) as runtime:
         await runtime.warm_up()
         cases = await build_cases(runtime, dataset, conflicts, noise, limit, seed)
         return await _run_modes(settings, cases, dataset, provider, agents, rounds, conflicts, noise, seed)
-    finally:
-        await runtime.close()
 
 
 async def _run_modes(settings: Settings, cases: list[Case], dataset: Path, provider: str, agents: int, rounds: int,
                      conflicts: float, noise: int, seed: int) -> dict:
-    analyzer = get_analyzer()
+    analyzer = get_analyzer(settings.korean_analyzer, settings.analyzer_cache_bytes)
     if not cases:
         raise ValueError(f"{dataset}: no question with a gold answer")
     composer = build_provider(settings, analyzer, provider)
@@ -342,37 +289,3 @@ async def _run_modes(settings: Settings, cases: list[Case], dataset: Path, provi
         "modes": {m: _summary(cases, rows[m], outs[m]) for m in MODES},
         "differences": _differences(cases, rows, seed),
     }
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def render(report: dict) -> None:
-    console = Console()
-    console.print(f"[bold]{report['dataset']}[/bold] provider={report['provider']} ({report['model']}) "
-                  f"agents={report['agents']} rounds={report['rounds']} vote={report['voters']} answers; "
-                  f"{report['questions']} questions, {report['planted']} with a planted copy "
-                  f"(conflicts={report['conflicts']}), noise={report['noise']}, seed={report['seed']}")
-    metrics = ("exact_match", "f1", "containment", "exact_match_clean", "containment_clean", "source_hit", "grounded",
-               "silent_misinformation_rate", "unflagged_misinformation_rate", "misinformation_rate",
-               "conflict_reported_rate",
-               "conflict_false_alarm_rate", "abstained", "llm_calls_per_question", "calls_per_question",
-               "tokens_per_question", "p50_ms", "p95_ms")
-    table = Table("metric", *MODES)
-    for metric in metrics:
-        table.add_row(metric, *(_fmt(report["modes"][m].get(metric)) for m in MODES))
-    console.print(table)
-    debate = report["modes"]["debate"]
-    console.print(f"debate: mean rounds {debate['mean_rounds']}, stop reasons {debate['stop_reasons']}, "
-                  f"fell back {debate['fell_back_rate']}")
-    diffs = Table("difference (paired bootstrap 95 %)", "exact_match", "f1", "containment", "exact_match_clean",
-                  "silent_misinformation")
-    for name, pair in report["differences"].items():
-        diffs.add_row(name.replace("_minus_", " − "), *(
-            "–" if pair[k]["mean"] is None else f"{pair[k]['mean']:+.4f} [{pair[k]['ci95'][0]:+.4f}, "
-                                                f"{pair[k]['ci95'][1]:+.4f}]"
-            for k in ("exact_match", "f1", "containment", "exact_match_clean", "silent_misinformation")))
-    console.print(diffs)

@@ -10,7 +10,6 @@ one at a time, as a search does.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from typing import Any
 
@@ -39,7 +38,7 @@ async def _measure(provider: EmbeddingProvider, passages: list[str], queries: li
         latencies.append((time.perf_counter() - t) * 1000)
     await provider.aclose()
     return {"passages": len(vectors), "seconds": round(seconds, 2), "docs_per_s": round(len(passages) / seconds, 2),
-            "tokens_per_s": round(tokens / seconds), "query_p50_ms": round(statistics.median(latencies), 2),
+            "tokens_per_s": round(tokens / seconds), "query_p50_ms": round(percentile(latencies, 50), 2),
             "query_p95_ms": round(percentile(latencies, 95), 2), "vectors": vectors}
 
 
@@ -82,5 +81,5 @@ async def bench_embed(dataset: BeirDataset, settings: Settings, limit: int, quer
         row["min_cosine_to_in_process"] = (round(float((vectors * base).sum(axis=1).min()), 5)
                                            if vectors.shape == base.shape else None)
     return {"dataset": dataset.name, "passages": len(passages), "tokens": tokens, "queries": len(query_texts),
-            "cores": cores, "rows": rows,
+            "cores": cores, "replicas": replicas, "rows": rows,
             "replicas_speedup": round(rows[many]["docs_per_s"] / rows[one]["docs_per_s"], 2)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import statistics
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ import httpx
 from apps.bench.beir import BeirDataset
 from apps.bench.retrieval import ingest_dataset
 from apps.bench.server import cpu_seconds, serving
-from apps.core.api_keys import ApiKeyStore, Scope
+from apps.core.api_keys import Scope
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
 from apps.core.stats import percentile
@@ -32,7 +31,7 @@ def _summary(latencies: list[float], seconds: float, errors: int, cpu_s: float, 
         "requests": len(latencies),
         "errors": errors,
         "throughput_rps": round(len(latencies) / seconds, 1) if seconds else 0.0,
-        "p50_ms": round(statistics.median(latencies), 2),
+        "p50_ms": round(percentile(latencies, 50), 2),
         "p95_ms": round(percentile(latencies, 95), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
         "cpu_ms_per_request": round(cpu_ms, 2),
@@ -61,13 +60,10 @@ async def _load(concurrency: int, total: int, call) -> tuple[list[float], float,
 async def bench_http(dataset: BeirDataset, settings: Settings, concurrency: int, requests: int, workers: int,
                      strategy: str | None = None, top_k: int = 10) -> dict[str, Any]:
     upgrade(settings.database_url)
-    runtime = build_runtime(settings)
     queries = list(dataset.queries.values())
-    try:
+    async with build_runtime(settings) as runtime:
         await ingest_dataset(runtime, dataset)
-        _, api_key = await ApiKeyStore(runtime.engine, settings.secret_key).create(
-            Scope.read, name="bench http", rate_limit_per_minute=1_000_000
-        )
+        _, api_key = await runtime.keys.create(Scope.read, name="bench http", rate_limit_per_minute=1_000_000)
         await runtime.warm_up()
 
         runtime.search.resolve(strategy)
@@ -79,8 +75,6 @@ async def bench_http(dataset: BeirDataset, settings: Settings, concurrency: int,
         cpu = time.process_time()
         inproc_run = await _load(concurrency, requests, in_process)
         inproc = _summary(*inproc_run, time.process_time() - cpu, concurrency)
-    finally:
-        await runtime.close()
 
     # Caches off: 2,000 requests cycle over a few hundred queries, and cache hits are not search.
     env = {"SEARCH_CACHE_TTL_S": "0", "QUERY_EMBEDDING_CACHE_SIZE": "0",

@@ -33,11 +33,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import func, select
 
 from apps.bench.beir import BeirDataset
+from apps.bench.databases import scratch_database_url
 from apps.bench.server import ROOT, free_port
 from apps.core.config import Settings
 from apps.core.migrations import upgrade
@@ -45,7 +44,8 @@ from apps.core.models import Document
 from apps.core.stats import percentile
 from apps.ingestion.documents import SourceDocument
 from apps.jobs.kinds import document_fields
-from apps.jobs.store import RUNNING, SUCCEEDED, TERMINAL, Payload
+from apps.jobs.store import RUNNING, SUCCEEDED, Payload
+from apps.jobs.types import TERMINAL
 from apps.runtime import Runtime, build_runtime
 
 PROBES = 10  # no-op jobs per job configuration for the idle-queue latency
@@ -53,9 +53,10 @@ TIMEOUT_S = 600.0
 POLL_S = 0.1
 
 
-def _scratch_settings(base: Settings, database: Path, redis_url: str | None = None) -> Settings:
-    return base.model_validate({**base.model_dump(), "database_url": f"sqlite+aiosqlite:///{database}",
-                                "embedding_cache_path": None, "redis_url": redis_url})
+def _scratch_settings(base: Settings, folder: Path, redis_url: str | None = None) -> Settings:
+    """A fresh database in `folder`, no passage-vector cache, this configuration's Redis (if any)."""
+    return base.model_copy(update={"database_url": scratch_database_url("jobs", folder), "embedding_cache_path": None,
+                                   "redis_url": redis_url})
 
 
 def _shares(documents: Sequence[SourceDocument], n: int) -> list[list[SourceDocument]]:
@@ -105,17 +106,17 @@ class Cluster:
         submitted = await self.runtime.jobs.submit(
             kind, payloads=[Payload(None, document_fields(d), None) for d in documents], total=len(documents),
             run_here=False)
-        job = await self.runtime.jobs.get(submitted.job["job_id"])
+        job = await self.runtime.jobs.get(submitted.job_id)
         assert job is not None
-        if job["mode"] != "queue":
-            raise RuntimeError(f"the job did not go to the queue: {job['mode_reason']}")
-        return job["job_id"]
+        if job.mode != "queue":
+            raise RuntimeError(f"the job did not go to the queue: {job.mode_reason}")
+        return job.job_id
 
     async def finished(self, job_ids: Sequence[str]) -> list[dict[str, Any]]:
         deadline = time.monotonic() + TIMEOUT_S
         while True:
-            jobs = [await self.runtime.jobs.get(job_id) for job_id in job_ids]
-            if all(j is not None and j["status"] in TERMINAL for j in jobs):
+            jobs = [(await self.runtime.jobs.get(job_id)).model_dump(mode="json") for job_id in job_ids]
+            if all(j["status"] in TERMINAL for j in jobs):
                 break
             self.check()
             if time.monotonic() > deadline:
@@ -169,56 +170,50 @@ async def cluster(base: Settings, scratch: Path, n: int) -> AsyncIterator[Cluste
     redis = await asyncio.create_subprocess_exec(
         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(scratch),
         stdout=DEVNULL, stderr=DEVNULL)
-    settings = _scratch_settings(base, scratch / "db.sqlite", url)
+    settings = _scratch_settings(base, scratch, url)
     # OpenMP spins on its barriers, so n workers each using every core would stall each other (as
     # `serve --workers` does for queries): each gets cores / n for passages and queries alike.
     threads = max(1, (os.cpu_count() or 1) // n)
     env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": url, "EMBEDDING_CACHE_PATH": "",
            "LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": str(threads), "QUERY_EMBEDDING_THREADS": str(threads)}
-    runtime: Runtime | None = None
     group: Cluster | None = None
     try:
         await _until_listening(port, redis)
         upgrade(settings.database_url)
-        runtime = build_runtime(settings)
-        group = Cluster(runtime, threads)
-        for i in range(n):
-            log = scratch / f"worker-{i}.log"
-            with log.open("wb") as out:
-                worker = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "apps.cli.main", "worker", "--name", f"bench-{i}", cwd=ROOT, env=env,
-                    stdout=out, stderr=STDOUT)
-            group.workers[worker.pid], group.logs[worker.pid] = worker, log
-        # The operator's path (audited, in this scratch database) rather than this process's environment.
-        await runtime.flags.set("durable_worker", actor="bench-jobs", reason="bench jobs: run on RQ workers",
-                                enabled=True)
-        deadline = time.monotonic() + 120
-        while (await runtime.jobs.queue.status()).workers != n:
-            group.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{n} workers did not register with Redis")
-            await asyncio.sleep(0.2)
-        # A worker builds its runtime (the model) on its first job: n no-op jobs sent back to back, one to
-        # each idle worker (the first is still building when the next arrives), keep that out of the figures.
-        await group.finished([await group.submit("reindex") for _ in range(n)])
-        yield group
+        async with build_runtime(settings) as runtime:
+            group = Cluster(runtime, threads)
+            for i in range(n):
+                log = scratch / f"worker-{i}.log"
+                with log.open("wb") as out:
+                    worker = await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "apps.cli.main", "worker", "--name", f"bench-{i}", cwd=ROOT, env=env,
+                        stdout=out, stderr=STDOUT)
+                group.workers[worker.pid], group.logs[worker.pid] = worker, log
+            # The operator's path (audited, in this scratch database) rather than this process's environment.
+            await runtime.flags.set("durable_worker", actor="bench-jobs", reason="bench jobs: run on RQ workers",
+                                    enabled=True)
+            deadline = time.monotonic() + 120
+            while (await runtime.jobs.queue.status()).workers != n:
+                group.check()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{n} workers did not register with Redis")
+                await asyncio.sleep(0.2)
+            # A worker builds its runtime (the model) on its first job: n no-op jobs sent back to back, one to
+            # each idle worker (the first is still building when the next arrives), keep that out of the figures.
+            await group.finished([await group.submit("reindex") for _ in range(n)])
+            yield group
     finally:
-        if runtime is not None:
-            await runtime.close()
         for process in [*(group.workers.values() if group else ()), redis]:
             await _stop(process)
 
 
 async def _inline(base: Settings, scratch: Path, documents: Sequence[SourceDocument]) -> dict[str, Any]:
     scratch.mkdir()
-    settings = _scratch_settings(base, scratch / "db.sqlite")
+    settings = _scratch_settings(base, scratch)
     upgrade(settings.database_url)
-    runtime = build_runtime(settings)
-    try:
+    async with build_runtime(settings) as runtime:
         # The jobs' batch size, so the job machinery around the ingest is the only difference.
         report = await runtime.ingestion.ingest(documents, batch_size=settings.job_batch_documents)
-    finally:
-        await runtime.close()
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     return _row("inline", 0, threads, report.seconds, report.created + report.replaced, report.tokens, report.chunks)
 
@@ -287,28 +282,3 @@ async def bench_jobs(settings: Settings, dataset: BeirDataset, workers: int = 2,
     return {"dataset": dataset.name, "documents": len(documents), "cores": os.cpu_count(),
             "batch_documents": settings.job_batch_documents, "lease_s": settings.job_lease_s,
             "heartbeat_s": settings.job_heartbeat_s, "configurations": rows, "kill_9": recovery}
-
-
-def render(report: dict[str, Any]) -> None:
-    console = Console()
-    first = report["configurations"][0]  # every configuration ingests the same documents
-    console.print(f"[bold]{report['dataset']}[/bold]: {first['docs']} documents, {first['tokens']} tokens, "
-                  f"{first['chunks']} chunks; {report['cores']} cores, {report['batch_documents']} documents per "
-                  f"transaction, passage cache off")
-    table = Table("configuration", "workers × threads", "jobs", "seconds", "docs/s", "tokens/s", "queue latency ms",
-                  "idle queue p50 / p95 ms")
-    for row in report["configurations"]:
-        idle = row["idle_queue_latency_ms"]
-        table.add_row(row["config"], f"{row['workers'] or '–'} × {row['threads_per_worker']}", str(row["jobs"] or "–"),
-                      f"{row['seconds']:.1f}", f"{row['docs_per_s']:.2f}",
-                      f"{row['tokens_per_s']:.0f}", ", ".join(f"{ms:.0f}" for ms in row["queue_latency_ms"]) or "–",
-                      f"{idle['p50']:.0f} / {idle['p95']:.0f}" if idle else "–")
-    console.print(table)
-    kill = report["kill_9"]
-    console.print(f"kill -9 of the worker holding a {kill['docs']}-document job after {kill['committed_before_kill']} "
-                  f"committed (attempt {kill['killed_attempt']}): the other worker claimed it after "
-                  f"{kill['reclaimed_after_s']:.1f} s (lease {report['lease_s']:g} s, sweep every "
-                  f"{report['lease_s'] / 2:g} s) and finished it {kill['finished_after_s']:.1f} s after the kill as "
-                  f"attempt {kill['final_attempt']} ({kill['final_result']['created']} documents written, "
-                  f"{kill['final_result']['unchanged']} already committed skipped); "
-                  f"{kill['documents_stored']} documents stored")

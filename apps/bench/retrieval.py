@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import statistics
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from apps.bench.beir import BeirDataset
@@ -20,22 +15,7 @@ from apps.ingestion.service import ProgressCallback
 from apps.runtime import Runtime, build_runtime
 from apps.search.types import Hit
 
-CACHE_DIR = Path(os.environ.get("DTRAG_CACHE_DIR", Path.home() / ".cache" / "dtrag"))
 DOC_DEPTH = 100  # Recall@100 / MAP@100 need 100 documents per query
-
-
-def default_database_url(dataset: BeirDataset) -> str:
-    digest = hashlib.sha256(str(dataset.path.resolve()).encode()).hexdigest()[:8]
-    path = CACHE_DIR / "bench" / f"{dataset.name}-{digest}.sqlite"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{path}"
-
-
-def bench_settings(base: Settings, database_url: str) -> Settings:
-    cache = base.embedding_cache_path or str(CACHE_DIR / "embeddings.sqlite")
-    # No query-vector cache: each strategy's latency must include embedding its queries.
-    return base.model_validate({**base.model_dump(), "database_url": database_url, "embedding_cache_path": cache,
-                                "query_embedding_cache_size": 0})
 
 
 def doc_scores(hits: list[Hit]) -> dict[str, float]:
@@ -70,7 +50,7 @@ async def ingest_dataset(
 
 
 def _latency(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(statistics.median(values), 2), "p95_ms": round(percentile(values, 95), 2),
+    return {"p50_ms": round(percentile(values, 50), 2), "p95_ms": round(percentile(values, 95), 2),
             "p99_ms": round(percentile(values, 99), 2)}
 
 
@@ -89,7 +69,7 @@ async def run_queries(runtime: Runtime, dataset: BeirDataset, strategy: str) -> 
         run[qid] = doc_scores(result.hits)
     timing = _latency(latencies)
     for leg, values in sorted(legs.items()):
-        timing[f"{leg}_leg_p50_ms"] = round(statistics.median(values), 2)
+        timing[f"{leg}_leg_p50_ms"] = round(percentile(values, 50), 2)
     return run, timing
 
 
@@ -110,8 +90,7 @@ async def bench_retrieval(
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     upgrade(settings.database_url)
-    runtime = build_runtime(settings)
-    try:
+    async with build_runtime(settings) as runtime:
         for name in strategies:
             runtime.search.resolve(name)
         ingest = await ingest_dataset(runtime, dataset, on_progress)
@@ -132,5 +111,3 @@ async def bench_retrieval(
             "query_embedding": await embedding_latency(runtime, dataset),
             "strategies": results,
         }
-    finally:
-        await runtime.close()

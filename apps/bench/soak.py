@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -25,6 +23,7 @@ import psutil
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from apps.bench.databases import scratch_database_url
 from apps.bench.server import serving
 from apps.core.api_keys import Scope
 from apps.core.config import Settings
@@ -69,30 +68,23 @@ async def _database_bytes(settings: Settings) -> int:
     if settings.is_sqlite:
         path = Path(make_url(settings.database_url).database or "")
         return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
-    runtime = build_runtime(settings)
-    try:
-        async with runtime.engine.connect() as conn:
-            return int((await conn.execute(text("SELECT pg_database_size(current_database())"))).scalar_one())
-    finally:
-        await runtime.close()
+    async with build_runtime(settings) as runtime, runtime.engine.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_database_size(current_database())"))).scalar_one())
 
 
 async def _prepare(settings: Settings) -> dict[str, str]:
     """Migrate, ingest the sample corpus, mint the keys the load uses."""
     upgrade(settings.database_url)
-    runtime = build_runtime(settings)
-    try:
+    async with build_runtime(settings) as runtime:
         await runtime.ingestion.ingest(sample_documents())
         return {scope.name: (await runtime.keys.create(scope, name=f"soak-{scope.name}"))[1]
                 for scope in (Scope.read, Scope.write)}
-    finally:
-        await runtime.close()
 
 
 async def bench_soak(settings: Settings, duration_s: float, rate: float, workers: int = 1,
                      database_url: str | None = None) -> dict[str, Any]:
-    url = database_url or f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='dtrag-soak-')) / 'soak.sqlite'}"
-    settings = settings.model_validate({**settings.model_dump(), "database_url": url})
+    url = database_url or scratch_database_url("soak")
+    settings = settings.model_copy(update={"database_url": url})
     keys = await _prepare(settings)
     db_start = await _database_bytes(settings)
     env = {"RATE_LIMIT_PER_MINUTE": "1000000", "FEATURE_SOFT_Q_BANDIT": "true", "FEATURE_EXPERIENCE_REPLAY": "true"}
@@ -164,7 +156,7 @@ async def bench_soak(settings: Settings, duration_s: float, rate: float, workers
     return {
         "backend": settings.backend, "workers": workers, "rate_per_s": rate, "duration_s": round(elapsed, 1),
         "requests": sum(statuses.values()), "errors": errors, "statuses": dict(statuses),
-        "routes": {kind: {"requests": len(v), "p50_ms": round(statistics.median(v), 1),
+        "routes": {kind: {"requests": len(v), "p50_ms": round(percentile(v, 50), 1),
                           "p95_ms": round(percentile(v, 95), 1), "p99_ms": round(percentile(v, 99), 1)}
                    for kind, v in sorted(latencies.items())},
         "rss_mb": {"start": rss_start, "after_warm_up": rss_warm, "end": rss_end,

@@ -2,45 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from apps.cli.common import console, emit, fail, print_json, with_runtime
 from apps.core.config import get_settings
 
 jobs_app = typer.Typer(help="Durable jobs: list, inspect, retry, cancel.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
+T = TypeVar("T")
 
 
-def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
-    from apps.runtime import build_runtime
+def _run(work: Callable[[Any], Awaitable[T]]) -> T:
+    """`work` on a runtime whose flags (which decide where a job runs) are freshly read."""
+    async def fresh(runtime: Any) -> T:
+        await runtime.flags.refresh(force=True)
+        return await work(runtime)
 
-    async def run() -> Any:
-        runtime = build_runtime(get_settings())
-        try:
-            await runtime.flags.refresh(force=True)
-            return await work(runtime)
-        finally:
-            await runtime.close()
-
-    return asyncio.run(run())
+    return with_runtime(fresh)
 
 
 def submit(kind: str, **kwargs: Any) -> None:
     """Accept a job and print it; an in-process job is left to a serving process's sweep."""
-    async def work(runtime: Any) -> dict[str, Any]:
+    async def work(runtime: Any) -> Any:
         submitted = await runtime.jobs.submit(kind, run_here=False, **kwargs)
-        return await runtime.jobs.get(submitted.job["job_id"])
+        return await runtime.jobs.get(submitted.job_id)
 
     job = _run(work)
-    print(json.dumps({"job_id": job["job_id"], "status": job["status"], "mode": job["mode"],
-                      "mode_reason": job["mode_reason"]}))
+    print_json(job.model_dump(mode="json", include={"job_id", "status", "mode", "mode_reason"}))
 
 
 def worker(burst: bool = typer.Option(False, "--burst", help="exit once the queue is empty"),
@@ -49,8 +40,7 @@ def worker(burst: bool = typer.Option(False, "--burst", help="exit once the queu
     from apps.jobs.worker import run_worker
 
     if not get_settings().redis_url:
-        err.print("[red]error:[/red] REDIS_URL is not set; without it jobs run inside `dtrag serve`")
-        raise typer.Exit(1)
+        fail("REDIS_URL is not set; without it jobs run inside `dtrag serve`")
     run_worker(burst=burst, name=name)
 
 
@@ -59,9 +49,10 @@ def jobs_list(status: str | None = typer.Option(None, help="queued | running | s
               limit: int = typer.Option(50, min=1, max=500), as_json: bool = typer.Option(False, "--json")) -> None:
     """Jobs, newest first."""
     jobs = _run(lambda rt: rt.jobs.list(status, limit))
-    if as_json:
-        print(json.dumps(jobs, indent=2))
-        return
+    emit([j.model_dump(mode="json") for j in jobs], as_json, _show, indent=2)
+
+
+def _show(jobs: list[dict[str, Any]]) -> None:
     table = Table("job", "kind", "status", "mode", "attempts", "progress", "created")
     for j in jobs:
         table.add_row(j["job_id"], j["kind"], j["status"], j["mode"], str(j["attempts"]),
@@ -74,27 +65,25 @@ def jobs_show(job_id: str) -> None:
     """One job as JSON."""
     job = _run(lambda rt: rt.jobs.get(job_id))
     if job is None:
-        err.print(f"[red]error:[/red] no job {job_id}")
-        raise typer.Exit(1)
-    print(json.dumps(job, indent=2))
+        fail(f"no job {job_id}")
+    print_json(job.model_dump(mode="json"), indent=2)
 
 
 @jobs_app.command("retry")
 def jobs_retry(job_id: str) -> None:
     """Run a failed, cancelled or dead-lettered job again."""
-    async def work(runtime: Any) -> bool:
-        return await runtime.jobs.retry(job_id)
+    from apps.jobs.service import JobStateError
 
-    if not _run(work):
-        err.print(f"[red]error:[/red] job {job_id} is not failed, cancelled or dead-lettered")
-        raise typer.Exit(1)
+    try:
+        _run(lambda rt: rt.jobs.retry(job_id))
+    except JobStateError as exc:
+        fail(str(exc))
     console.print(f"job {job_id} queued again")
 
 
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: str) -> None:
     """Cancel a queued or running job."""
-    if not _run(lambda rt: rt.jobs.cancel(job_id)):
-        err.print(f"[red]error:[/red] job {job_id} is not queued or running")
-        raise typer.Exit(1)
+    if not _run(lambda rt: rt.jobs.cancel(job_id, actor="cli")):
+        fail(f"job {job_id} is not queued or running")
     console.print(f"job {job_id} cancelled")

@@ -3,6 +3,10 @@
 A key looks like `dtr_<prefix>_<secret>`. Verification is one indexed lookup by prefix and one HMAC,
 fast enough for every request; revocation and expiry are read from the database on every request, so
 they take effect at once on every worker.
+
+Besides its scope a key is bound to collections (`*`: every one, the value of keys made before
+collections existed and of keys made without a list) and may carry access groups; what it may see
+follows from them in `apps.core.visibility.visibility_of`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
@@ -18,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from apps.core.models import ApiKey, new_id, utcnow
+from apps.core.visibility import ALL, COLLECTION_NAME, GROUP_NAME
 
 KEY_PREFIX = "dtr"
 
@@ -37,6 +43,8 @@ class KeyInfo:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    collections: tuple[str, ...] = (ALL,)
+    groups: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -52,8 +60,24 @@ def _aware(moment: datetime) -> datetime:
 def _info(row: ApiKey) -> KeyInfo:
     return KeyInfo(
         row.id, row.name, Scope[row.scope], row.rate_limit_per_minute, row.created_at,
-        row.expires_at, row.revoked_at,
+        row.expires_at, row.revoked_at, tuple(row.collections or (ALL,)), tuple(row.groups or ()),
     )
+
+
+def checked_bindings(collections: Sequence[str] | None, groups: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """A new key's collections (default `*`) and groups, normalised; ValueError names a bad one."""
+    names = sorted({c.strip() for c in (collections or [ALL]) if c.strip()}) or [ALL]
+    if ALL in names:
+        names = [ALL]
+    for name in names:
+        if name != ALL and not COLLECTION_NAME.match(name):
+            raise ValueError(f"collection name {name!r} must be 1-64 of a-z, 0-9, '_', '.', '-' (starting with a "
+                             "letter or digit), or '*' for every collection")
+    found = sorted({g.strip() for g in (groups or []) if g.strip()})
+    for group in found:
+        if not GROUP_NAME.match(group):
+            raise ValueError(f"group name {group!r} must be 1-100 of letters, digits, '_', '.', ':', '@', '-'")
+    return names, found
 
 
 class ApiKeyStore:
@@ -70,14 +94,18 @@ class ApiKeyStore:
         name: str = "",
         expires_in: timedelta | None = None,
         rate_limit_per_minute: int | None = None,
+        collections: Sequence[str] | None = None,
+        groups: Sequence[str] | None = None,
     ) -> tuple[KeyInfo, str]:
-        """Returns the stored key and its plaintext, which exists only in this return value."""
+        """Returns the stored key and its plaintext, which exists only in this return value. `collections`
+        None is every collection (`*`); ValueError for a malformed collection or group name."""
+        bound, carried = checked_bindings(collections, groups)
         prefix = secrets.token_hex(4)
         plaintext = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
         row = ApiKey(
             id=new_id(), name=name, prefix=prefix, key_hash=self._digest(plaintext), scope=scope.name,
             rate_limit_per_minute=rate_limit_per_minute, created_at=utcnow(),
-            expires_at=utcnow() + expires_in if expires_in else None,
+            expires_at=utcnow() + expires_in if expires_in else None, collections=bound, groups=carried,
         )
         async with AsyncSession(self._engine, expire_on_commit=False) as session:
             session.add(row)

@@ -11,9 +11,10 @@ import os
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+import pydantic_settings
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # FTS5's bm25() has these constants compiled in; the PostgreSQL store uses the configured values.
@@ -98,7 +99,7 @@ class Settings(BaseSettings):
     search_cache_ttl_s: int = Field(60, ge=0, le=86400)
 
     # Answer pipeline
-    answer_provider: Literal["extractive", "gemini", "local"] = "extractive"
+    answer_provider: Literal["extractive", "gemini", "openai", "local"] = "extractive"
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None  # another endpoint speaking the Gemini REST API
     gemini_input_cost_per_mtok: float = Field(0.30, ge=0)
@@ -196,6 +197,131 @@ class Settings(BaseSettings):
     body_read_timeout_s: float = Field(30.0, gt=0, le=3600)
     rate_limit_per_minute: int = Field(600, ge=1, le=1_000_000)
 
+    # Jobs: owners, quota, cleanup (see apps/jobs/service.py)
+    job_max_queued_per_key: int = Field(100, ge=1, le=1_000_000,
+                                        description="queued or running jobs one API key may have; more → 429")
+    job_events_max_s: float = Field(3600.0, gt=0, le=7 * 86400,
+                                    description="a /jobs/{id}/events stream ends after this (reconnect to go on)")
+    job_retention_days: float = Field(30, gt=0, le=3650, description="finished jobs and job events older are pruned")
+
+    # Hardened API (issue 21): bounded search filters, the admin cleanup broadcast
+    # SQLite refuses expressions deeper than 1000: 256 ANDed equalities stay far below it.
+    search_max_metadata_filters: int = Field(32, ge=1, le=256,
+                                             description="metadata keys one filter may test; more → 422")
+    search_max_filter_value_chars: int = Field(256, ge=1, le=10_000,
+                                               description="longest metadata filter value; longer → 422")
+    cleanup_poll_s: float = Field(1.0, gt=0, le=60, description="how often each worker looks for an admin cleanup")
+
+    # Model servers (issue 23, SPEC-MODELS-001): ANSWER_PROVIDER=openai answers through any server speaking
+    # /v1/chat/completions (vLLM, llama.cpp, Ollama, TGI, a hosted API); one or several comma-separated
+    # replicas of one model, e.g. http://gpu1:8000/v1,http://gpu2:8000/v1
+    llm_base_url: str | None = None
+    llm_model: str | None = None  # the name the server serves (checked against its /models)
+    llm_api_key: str | None = None  # sent as a bearer token
+    llm_timeout_s: float = Field(60.0, gt=0, le=3600, description="one model call (a stream: between its chunks)")
+    llm_max_tokens: int = Field(512, ge=1, le=32768, description="an answer's output tokens")
+    llm_temperature: float = Field(0.2, ge=0, le=2)
+    llm_attempts: int = Field(3, ge=1, le=20, description="tries of one call (429, 5xx, timeouts), across replicas")
+    llm_replica_cooldown_s: float = Field(10.0, ge=0, le=3600, description="a failed replica sits out this long")
+    llm_input_cost_per_mtok: float = Field(0.0, ge=0, description="US dollars per million prompt tokens")
+    llm_output_cost_per_mtok: float = Field(0.0, ge=0, description="US dollars per million output tokens")
+    # ANSWER_PROVIDER=local: the same provider against llama.cpp's server (xllamacpp) started in-process
+    local_context_tokens: int = Field(4096, ge=256, le=131072, description="the local server's context, all slots")
+    local_parallel: int = Field(2, ge=1, le=64, description="requests the local server decodes at once")
+    # Reranking: a cross-encoder behind an HTTP /rerank API reorders the fused top RERANK_TOP_N.
+    # tei: text-embeddings-inference's shape; cohere and jina: the shape Cohere, Jina, vLLM and Infinity speak.
+    rerank_provider: Literal["tei", "cohere", "jina"] | None = None
+    rerank_base_url: str | None = None  # the prefix of /rerank, e.g. http://gpu1:8080 (TEI), http://gpu1:8000/v1 (vLLM)
+    rerank_model: str | None = None  # required by cohere and jina; TEI serves one model
+    rerank_api_key: str | None = None
+    rerank_top_n: int = Field(50, ge=1, le=1000, description="fused candidates sent to the reranker")
+    rerank_timeout_s: float = Field(2.0, gt=0, le=60, description="past it the unreranked order is served")
+    rerank_cost_per_call_usd: float = Field(0.0, ge=0, description="what one rerank call costs (hosted APIs)")
+    rerank_arms: str = Field("hybrid_cc+rerank", description="bandit arms added when RERANK_PROVIDER is set")
+    bandit_cost_per_usd: float = Field(0.0, ge=0, description="reward lost per US dollar an arm's retrieval costs")
+
+    # Memory bounds (issue 21): per-process caches are bounded by bytes, not entries
+    analyzer_cache_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024,
+                                      description="the analyser's token cache, per process")
+    search_cache_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024,
+                                    description="the in-process search result cache (without Redis)")
+
+    # Upload parsing (issue 21): a parse past the deadline has its worker process killed and fails alone
+    parse_timeout_s: float = Field(120.0, gt=0, le=3600, description="one uploaded file's parse (PDF, HTML, ...)")
+
+    # Doors (issue 26, SPEC-DOORS-001): MCP server and client, the tool policy, A2A, the OpenAI chat API.
+    # MCP servers the answer graph may call (mcp_tools), besides those `dtrag tools add` stores, e.g.
+    # {"peer": {"url": "http://host:8000/mcp", "headers": {"X-API-Key": "${PEER_KEY}"}, "description": "..."},
+    #  "calc": {"command": "python", "args": ["-m", "calc_server"]}}; ${VARS} are read when connecting.
+    mcp_servers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # tools_policy: which tools a key may call, by key id or name ("*": every key); patterns are fnmatch
+    # over `name` (DT-RAG's own tools) and `server/name` (a registered server's), e.g. {"*": ["search", "peer/*"]}.
+    tools_allowlist: dict[str, list[str]] = Field(default_factory=dict)
+    tools_allow_unsafe: str = Field("", description="comma-separated patterns of destructive or open-world "
+                                                    "tools that may be called anyway")
+    tools_max_calls: int = Field(3, ge=0, le=100, description="tool calls one answer may make")
+    tools_budget_ms: int = Field(8000, ge=100, le=300000, description="time one answer's tool calls may take in all")
+    tools_match_min: float = Field(0.5, gt=0, le=1,
+                                   description="share of a plan part's terms a tool's description must contain")
+    tools_catalog_ttl_s: float = Field(60.0, ge=0, le=86400, description="how long a server's tool list is reused")
+    tools_result_max_chars: int = Field(4000, ge=100, le=1_000_000, description="a tool result's text kept as evidence")
+    mcp_allowed_hosts: str = Field("", description="Host headers /mcp accepts (DNS-rebinding check), comma-"
+                                                   "separated, e.g. dtrag.example.com,localhost:*; empty: any")
+    a2a_public_url: str | None = Field(None, description="the base URL the agent card names; default: the request's")
+
+    # Query planner (issue 25, SPEC-PLANNER-001): with meta_planner a multi-part question is split, each part
+    # retrieved with its own strategy into one context and answered from its own evidence.
+    planner_timeout_ms: int = Field(3000, ge=10, le=60000, description="the plan node (and a search's planning); "
+                                                                       "past it the question is searched whole")
+    planner_max_parts: int = Field(4, ge=2, le=8, description="a question splitting into more parts is searched whole")
+    planner_model: Literal["auto", "off"] = Field(
+        "auto", description="auto: a model answer provider (gemini, openai) plans questions with a compound cue; "
+                            "off: the rules alone")
+    planner_model_max_tokens: int = Field(256, ge=32, le=4096, description="a model plan's output tokens")
+
+    # Ask page and conversations (issue 27, SPEC-ASK-001): a follow-up is rewritten into a standalone question
+    # against the conversation's recent turns before planning and retrieval.
+    conversation_history_turns: int = Field(4, ge=1, le=50, description="earlier turns a follow-up is read against")
+    conversation_max_turns: int = Field(200, ge=2, le=10_000, description="turns kept per conversation; the oldest "
+                                                                         "go first")
+    conversation_retention_days: float = Field(30, gt=0, le=3650, description="conversations idle this long are pruned")
+    feedback_retention_days: float = Field(365, gt=0, le=3650, description="feedback rows (ratings, marked passages, "
+                                                                           "comments) older are pruned")
+    rewrite_model: Literal["auto", "off"] = Field(
+        "auto", description="auto: a model answer provider (gemini, openai) rewrites follow-ups the rules see "
+                            "leaning on an earlier turn; off: the rules alone")
+    rewrite_timeout_ms: int = Field(2000, ge=10, le=60000, description="past it the rules' rewrite stands")
+    rewrite_model_max_tokens: int = Field(128, ge=16, le=1024, description="a model rewrite's output tokens")
+
+    # Collections and access (issue 22, SPEC-ACCESS-001): keys bound to collections, documents to access groups.
+    # Comma-separated CIDRs of an authenticating proxy: from these addresses (only) X-Forwarded-Groups names the
+    # end user's groups, intersected with the key's own. Empty: the header is ignored from everywhere.
+    trusted_proxy_cidrs: str = Field("", description="e.g. 10.0.0.0/8,127.0.0.1/32")
+    dense_exact_max_chunks: int = Field(20_000, ge=0, le=10_000_000,
+                                        description="PostgreSQL: a dense search restricted to at most this many "
+                                                    "chunks scans them exactly instead of walking the HNSW graph")
+
+    # Case memory (issue 24, SPEC-CASES-001): with neural_case_selector, past questions close to a query move
+    # the passages judged for them. The gates and the rule were set on half of SciFact's train split.
+    cases_neighbours: int = Field(5, ge=1, le=50, description="past questions compared per search")
+    cases_min_cosine: float = Field(0.85, ge=0, le=1, description="a past question is close when its query vector's "
+                                                                  "cosine is at least this …")
+    cases_min_lexical: float = Field(0.2, ge=0, le=1, description="… and it has this share of the query's "
+                                                                  "IDF-weighted terms")
+    cases_duplicate_cosine: float = Field(0.95, ge=0, le=1, description="the fixed rule (before a collection's model): "
+                                                                        "a near-duplicate is at least this close …")
+    cases_duplicate_lexical: float = Field(0.8, ge=0, le=1, description="… and shares this much both ways")
+    cases_refresh_s: float = Field(2.0, ge=0, le=3600, description="how stale a worker's bank and selector may be")
+    cases_train_every: int = Field(50, ge=0, le=1_000_000, description="a batch update after this many cases from "
+                                                                        "feedback in a worker (0: only `dtrag cases "
+                                                                        "train`)")
+    cases_train_max_cases: int = Field(2000, ge=10, le=1_000_000, description="past questions per collection a "
+                                                                             "batch update replays (the newest)")
+    cases_min_examples: int = Field(100, ge=10, le=1_000_000, description="outcomes before a collection's own "
+                                                                          "selector replaces the fixed rule")
+    cases_decisions_retention_days: float = Field(30, gt=0, le=3650, description="logged requests (they hold the "
+                                                                                 "questions) older are pruned")
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, v: str) -> str:
@@ -213,6 +339,14 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://... (or postgresql://)")
         return v
 
+    @field_validator("trusted_proxy_cidrs")
+    @classmethod
+    def _trusted_proxy_cidrs(cls, v: str) -> str:
+        from apps.core.visibility import trusted_networks
+
+        trusted_networks(v)  # ValueError names the malformed network
+        return v
+
     @model_validator(mode="after")
     def _cross_field(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
@@ -227,6 +361,16 @@ class Settings(BaseSettings):
                              "and EMBEDDING_MODEL (the name the server serves)")
         if self.embedding_provider == "gemini" and not (self.embedding_api_key or self.gemini_api_key):
             raise ValueError("EMBEDDING_PROVIDER=gemini needs EMBEDDING_API_KEY or GEMINI_API_KEY")
+        if self.answer_provider == "openai" and not (self.llm_base_urls and self.llm_model):
+            raise ValueError("ANSWER_PROVIDER=openai needs LLM_BASE_URL (one or several, comma-separated) and "
+                             "LLM_MODEL (the name the server serves)")
+        if self.rerank_provider and not self.rerank_base_url:
+            raise ValueError("RERANK_PROVIDER needs RERANK_BASE_URL (the prefix of its /rerank endpoint)")
+        if self.rerank_provider in ("cohere", "jina") and not self.rerank_model:
+            raise ValueError(f"RERANK_PROVIDER={self.rerank_provider} needs RERANK_MODEL")
+        for name, server in self.mcp_servers.items():
+            if not isinstance(server, dict) or bool(server.get("command")) == bool(server.get("url")):
+                raise ValueError(f"MCP_SERVERS[{name!r}] needs exactly one of 'command' (stdio) or 'url' (HTTP)")
         if self.bandit_min_temperature > self.bandit_temperature:
             raise ValueError("BANDIT_MIN_TEMPERATURE must not exceed BANDIT_TEMPERATURE")
         if not self.arms:
@@ -239,7 +383,13 @@ class Settings(BaseSettings):
 
     @property
     def arms(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(a.strip() for a in self.bandit_arms.split(",") if a.strip()))
+        """BANDIT_ARMS, then RERANK_ARMS when a reranker is configured (a reranked arm costs a server call)."""
+        names = self.bandit_arms.split(",") + (self.rerank_arms.split(",") if self.rerank_provider else [])
+        return tuple(dict.fromkeys(a.strip() for a in names if a.strip()))
+
+    @property
+    def llm_base_urls(self) -> list[str]:
+        return [u.strip() for u in (self.llm_base_url or "").split(",") if u.strip()]
 
     @property
     def embedding_base_urls(self) -> list[str]:
@@ -274,6 +424,8 @@ def load_settings(**overrides: object) -> Settings:
     """Build settings from files and environment; a bad value becomes one readable SettingsError."""
     try:
         return Settings(_env_file=_env_files() or None, **overrides)  # type: ignore[call-arg]
+    except pydantic_settings.SettingsError as exc:  # a JSON setting (MCP_SERVERS, TOOLS_ALLOWLIST) that is not JSON
+        raise SettingsError(f"invalid configuration: {exc}: expected JSON") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}" for e in exc.errors()

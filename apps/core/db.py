@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from apps.core.config import Settings, get_settings
+from apps.core.config import Settings
 from apps.core.sqlite_driver import async_dbapi
 
 _WRITE_OPTION = "dtrag_write"
@@ -42,17 +42,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(settings: Settings | None = None, pooled: bool = True) -> AsyncEngine:
+def create_engine(settings: Settings, pooled: bool = True) -> AsyncEngine:
     """`pooled=False` opens a connection per use: for short-lived loops (see bandit.storage)."""
-    settings = settings or get_settings()
-    url = make_url(settings.database_url)
+    return engine_for_url(settings.database_url, pooled=pooled, pool_size=settings.db_pool_size,
+                          max_overflow=settings.db_max_overflow)
+
+
+def engine_for_url(database_url: str, *, pooled: bool = True, pool_size: int = 5, max_overflow: int = 10) -> AsyncEngine:
+    url = make_url(database_url)
     pool: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
-    if settings.is_sqlite:
+    if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, module=async_dbapi(), connect_args={"timeout": 30}, **pool)
         _configure_sqlite(engine)
         return engine
     if pooled:
-        pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow, "pool_pre_ping": True}
+        pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_pre_ping": True}
     return create_async_engine(url, **pool)
 
 
@@ -85,10 +89,8 @@ def run_blocking(database_url: str, work: Callable[[AsyncEngine], Awaitable[T]])
     runs on a thread of its own and blocks that loop meanwhile: for scripts and runbook checks, never
     for serving paths, which await instead.
     """
-    from apps.core.config import load_settings
-
     async def run() -> T:
-        engine = create_engine(load_settings(database_url=database_url), pooled=False)
+        engine = engine_for_url(database_url, pooled=False)
         try:
             return await work(engine)
         finally:

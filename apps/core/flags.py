@@ -31,13 +31,16 @@ FLAG_DEFINITIONS: tuple[FlagDefinition, ...] = (
     FlagDefinition("soft_q_bandit", "Soft Q-learning bandit chooses the retrieval strategy per query", "learning"),
     FlagDefinition("debate_mode", "Multi-agent debate as an answer mode", "orchestration"),
     FlagDefinition("experience_replay", "Store experiences and run batch Q-updates", "learning"),
-    FlagDefinition("meta_planner", "Query planning before retrieval", "orchestration", reserved=True),
-    FlagDefinition("neural_case_selector", "Learned selection of similar past cases", "learning", reserved=True),
-    FlagDefinition("mcp_tools", "Model Context Protocol tool calls", "orchestration", reserved=True),
-    FlagDefinition("tools_policy", "Policy gate on tool use", "orchestration", reserved=True),
+    FlagDefinition("meta_planner", "Query planning before retrieval: multi-part questions split and retrieved "
+                                   "part by part", "orchestration"),
+    FlagDefinition("neural_case_selector", "Case memory: past questions close to a query move the passages judged "
+                                           "for them, chosen by a learned selector", "learning"),
+    FlagDefinition("mcp_tools", "The answer graph calls registered MCP servers' tools", "orchestration"),
+    FlagDefinition("tools_policy", "Policy gate on every tool call, in and out (off: no outbound calls)",
+                   "orchestration"),
     FlagDefinition("new_pipeline", "Route requests to the new pipeline variant", "platform"),
     FlagDefinition("llm_validation", "Ask the LLM to judge answer groundedness", "orchestration"),
-    FlagDefinition("agent_messaging", "Message passing between agents", "orchestration", reserved=True),
+    FlagDefinition("agent_messaging", "DT-RAG as an A2A agent (card and tasks)", "orchestration"),
     FlagDefinition("hallucination_detection", "Mark or remove unsupported answer sentences", "orchestration"),
     FlagDefinition("evidence_tracking", "Map answer sentences to supporting chunks", "orchestration"),
     FlagDefinition("durable_worker", "Run jobs on RQ workers instead of in-process", "platform", per_request=False),
@@ -73,15 +76,6 @@ def env_flag_value(name: str, environ: Mapping[str, str] | None = None) -> bool 
             continue
         return value
     return None
-
-
-def env_flags(environ: Mapping[str, str] | None = None) -> dict[str, bool]:
-    """Every registered flag's value from defaults and environment."""
-    result = {}
-    for flag in FLAG_DEFINITIONS:
-        value = env_flag_value(flag.name, environ)
-        result[flag.name] = flag.default if value is None else value
-    return result
 
 
 class FlagConfigError(ValueError):

@@ -32,6 +32,9 @@ DEBATE_ROUNDS = Counter("dtrag_debate_rounds", "Debate rounds completed")
 DEBATE_LLM_CALLS = Counter("dtrag_debate_llm_calls", "Model calls made by debates (agents and judge)")
 DEBATE_FALLBACKS = Counter("dtrag_debate_fallbacks", "Debates that served the single-pass answer instead",
                            ["reason"])
+PLANS = Counter("dtrag_plans", "Query plans, by number of parts and planner (rule, model)", ["parts", "planner"])
+PLANNER_FALLBACKS = Counter("dtrag_planner_fallbacks", "Model plans refused for the rule planner's, by reason "
+                                                       "(malformed, invalid, error)", ["reason"])
 
 
 def render(db_gauges: dict[str, tuple[str, list[tuple[dict[str, str], float]]]]) -> bytes:
@@ -67,3 +70,24 @@ JOB_QUEUE_LATENCY = Histogram("dtrag_job_queue_latency_seconds", "From a job's c
 JOB_FALLBACKS = Counter("dtrag_job_fallbacks", "Jobs sent to in-process execution instead of the queue", ["reason"])
 JOB_QUEUE_DEPTH = Gauge("dtrag_job_queue_depth", "Queued jobs (read from the database by the jobs monitor)",
                         multiprocess_mode="max")
+
+# Reranking (apps/search/rerank): outcome ok | timeout | error; the last two served the fused order.
+RERANK_CALLS = Counter("dtrag_rerank_calls", "Reranker calls by outcome (timeout and error fell back)", ["outcome"])
+RERANK_DURATION = Histogram("dtrag_rerank_duration_seconds", "Reranker call latency", buckets=_LATENCY_BUCKETS)
+
+# Doors (apps/doors, SPEC-DOORS-001): door mcp | mcp_stdio | a2a | chat | tools (calls out); operation the
+# tool or method. Errors by kind: client (refused input, auth, limits) or server (a failure on our side).
+DOOR_CALLS = Counter("dtrag_door_calls", "Calls through a door", ["door", "operation"])
+DOOR_ERRORS = Counter("dtrag_door_errors", "Door calls that failed, by kind", ["door", "operation", "kind"])
+DOOR_LATENCY = Histogram("dtrag_door_duration_seconds", "Door call latency", ["door", "operation"],
+                         buckets=_LATENCY_BUCKETS)
+TOOL_DECISIONS = Counter("dtrag_tool_decisions", "Tool-call decisions of the policy gate",
+                         ["direction", "decision", "reason"])
+
+# Case memory (apps/search/cases, SPEC-CASES-001). Lookups by outcome: none (no close case: the plain
+# ranking) | unchanged (close cases, same ranking) | changed | error (the plain ranking, degraded).
+CASE_LOOKUPS = Counter("dtrag_case_lookups", "Searches with case memory on, by outcome", ["outcome"])
+CASE_HITS = Counter("dtrag_case_hits", "Hits served that past cases moved up")
+CASES_WRITTEN = Counter("dtrag_cases_written", "Cases written, by origin (feedback, import)", ["origin"])
+CASE_SELECTOR_UPDATES = Counter("dtrag_case_selector_updates", "Case selector batch updates (stored, superseded)",
+                                ["outcome"])

@@ -7,7 +7,6 @@ never double-spend a token. A denied request does not consume one.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,15 +32,20 @@ class RateLimiter(Protocol):
 
 # Parameters are cast explicitly: PostgreSQL infers a parameter's type from its context and asyncpg
 # would silently truncate a float bound where an integer was inferred.
+# The clock is the database's, not the caller's, so hosts with skewed clocks share one bucket correctly
+# (as the Redis limiter uses Redis's TIME); a clock that steps back refills nothing rather than
+# draining the bucket (the Redis script clamps the same way).
+_NOW = {"postgresql": "CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS float)",
+        "sqlite": "((julianday('now') - 2440587.5) * 86400.0)"}
 _REFILL = ("{least}(CAST(:cap AS float), rate_limit_buckets.tokens"
-           " + (CAST(:now AS float) - rate_limit_buckets.updated_at) * CAST(:rate AS float))")
+           " + {greatest}(0.0, {now} - rate_limit_buckets.updated_at) * CAST(:rate AS float))")
 _UPSERT = """
 INSERT INTO rate_limit_buckets (key_id, tokens, updated_at, allowed)
-VALUES (:key, CAST(:cap AS float) - 1, CAST(:now AS float), 1)
+VALUES (:key, CAST(:cap AS float) - 1, {now}, 1)
 ON CONFLICT (key_id) DO UPDATE SET
     tokens = CASE WHEN {refill} >= 1 THEN {refill} - 1 ELSE {refill} END,
     allowed = CASE WHEN {refill} >= 1 THEN 1 ELSE 0 END,
-    updated_at = CAST(:now AS float)
+    updated_at = {now}
 RETURNING tokens, allowed
 """
 
@@ -49,17 +53,18 @@ RETURNING tokens, allowed
 class DatabaseRateLimiter:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        least = "least" if engine.dialect.name == "postgresql" else "min"
-        self._sql = text(_UPSERT.format(refill=_REFILL.format(least=least)))
+        postgres = engine.dialect.name == "postgresql"
+        now = _NOW["postgresql" if postgres else "sqlite"]
+        refill = _REFILL.format(least="least" if postgres else "min", greatest="greatest" if postgres else "max",
+                                now=now)
+        self._sql = text(_UPSERT.format(refill=refill, now=now))
 
     async def hit(self, key: str, per_minute: int) -> LimitDecision:
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(dtrag_write=True)
             async with conn.begin():
                 row = (
-                    await conn.execute(
-                        self._sql, {"key": key, "cap": float(per_minute), "now": time.time(), "rate": per_minute / 60.0}
-                    )
+                    await conn.execute(self._sql, {"key": key, "cap": float(per_minute), "rate": per_minute / 60.0})
                 ).one()
         return _decision(bool(row.allowed), float(row.tokens), per_minute)
 

@@ -13,7 +13,9 @@ from sqlalchemy.exc import ArgumentError
 _SECRET_WORDS = ("key", "secret", "password", "token")
 # Webhook URLs (Slack, Teams, Discord, ...) carry their credential in the path.
 _PATH_SECRET_WORDS = ("webhook",)
-_URL_WITH_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]*:[^/\s@]*@")
+# The scheme is matched from the start of its run of scheme characters only (the lookbehind, then any
+# digits or +.- before the first letter): starting at every letter of a long word was quadratic.
+_URL_WITH_USERINFO = re.compile(r"(?<![a-zA-Z0-9+.\-])([0-9+.\-]*[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]*:[^/\s@]*@")
 _MASK = "***"
 
 

@@ -5,6 +5,10 @@ never waits on a write, and at most a second of events is lost in a crash. The v
 SQL (counts, means, nearest-rank percentiles), so a window of any size costs the service a few rows.
 
 Events go through `BufferedWriter`, which drops a row the database refuses instead of the batch.
+
+Every event says whether a valid API key came with it. The views that steer decisions (canary
+windows, the per-variant views, health error rates) count only those: a client without a key can
+neither push a variant over its SLA nor dilute a real failure with fast 401s.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _OPTIONAL = ("strategy", "variant", "quality", "llm_provider", "llm_model", "llm_input_tokens", "llm_output_tokens",
              "llm_cost_usd", "llm_ms")
+_AUTHENTICATED = (RequestEvent.authenticated.is_(True),)
 
 # The latency percentiles of every view. Their nearest ranks are computed in SQL with integer
 # arithmetic, ceil(p·n/100) = (p·n + 99) div 100: exactly `apps.core.stats.rank` for integer p.
@@ -89,13 +94,14 @@ class RequestLog:
             "request-log", engine, _insert_events, _describe_event)
         self._flusher = Periodic("request-log-flush", 1.0, self.flush)
 
-    def record(self, endpoint: str, method: str, status: int, latency_ms: float, **extra: Any) -> None:
+    def record(self, endpoint: str, method: str, status: int, latency_ms: float, *, authenticated: bool = False,
+               **extra: Any) -> None:
         """`extra`: any of strategy, variant, quality and the llm_* usage columns."""
         unknown = set(extra) - set(_OPTIONAL)
         if unknown:
             raise TypeError(f"unknown request event fields: {sorted(unknown)}")
-        self._writer.append(dict(ts=utcnow(), endpoint=endpoint, method=method, status=status,
-                                 latency_ms=latency_ms, **{k: extra.get(k) for k in _OPTIONAL}))
+        self._writer.append(dict(ts=utcnow(), endpoint=endpoint, method=method, status=status, latency_ms=latency_ms,
+                                 authenticated=authenticated, **{k: extra.get(k) for k in _OPTIONAL}))
 
     async def flush(self) -> None:
         await self._writer.flush()
@@ -111,14 +117,16 @@ class RequestLog:
         async with self._engine.connect() as conn:
             return list((await conn.execute(query)).all())
 
-    async def window(self, minutes: float) -> dict[str, Any]:
-        """Requests, errors and latency in total, per endpoint and per strategy over a window."""
+    async def window(self, minutes: float, authenticated_only: bool = False) -> dict[str, Any]:
+        """Requests, errors and latency in total, per endpoint and per strategy over a window (only
+        requests with a valid key when `authenticated_only`: what health judges)."""
         await self.flush()
         since = utcnow() - timedelta(minutes=minutes)
         e = RequestEvent
-        [total] = await self._fetch(_summary_query(since, ()))
-        endpoints = await self._fetch(_summary_query(since, (e.method, e.endpoint)))
-        strategies = await self._fetch(_summary_query(since, (e.strategy,), e.strategy.is_not(None)))
+        only = _AUTHENTICATED if authenticated_only else ()
+        [total] = await self._fetch(_summary_query(since, (), *only))
+        endpoints = await self._fetch(_summary_query(since, (e.method, e.endpoint), *only))
+        strategies = await self._fetch(_summary_query(since, (e.strategy,), e.strategy.is_not(None), *only))
         return {
             "window_minutes": minutes,
             "total": _summary(total),
@@ -127,12 +135,12 @@ class RequestLog:
         }
 
     async def by_variant(self, minutes: float, endpoints: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
-        """Requests, errors, latency percentiles and mean quality per pipeline variant over a window
-        (only routes starting with one of `endpoints`, when given)."""
+        """Requests with a valid key: errors, latency percentiles and mean quality per pipeline variant
+        over a window (only routes starting with one of `endpoints`, when given)."""
         await self.flush()
         since = utcnow() - timedelta(minutes=minutes)
         variant = func.coalesce(RequestEvent.variant, "unknown")
-        rows = await self._fetch(_summary_query(since, (variant,), *_endpoint_filter(endpoints)))
+        rows = await self._fetch(_summary_query(since, (variant,), *_AUTHENTICATED, *_endpoint_filter(endpoints)))
         return dict(sorted((r.key0, _summary(r, quality=True)) for r in rows))
 
     async def llm_usage(self, minutes: float) -> list[dict[str, Any]]:
@@ -159,7 +167,8 @@ class RequestLog:
 
     async def timeseries(self, minutes: float, bucket_s: int, endpoints: tuple[str, ...] = ()) -> dict[str, Any]:
         """Per pipeline variant and time bucket of `bucket_s` seconds (counted from the window's start):
-        requests, errors and latency percentiles, the summaries of `by_variant` grouped by time too.
+        requests with a valid key, errors and latency percentiles, the summaries of `by_variant` grouped
+        by time too.
         Buckets without requests are absent."""
         await self.flush()
         since = utcnow() - timedelta(minutes=minutes)
@@ -172,7 +181,8 @@ class RequestLog:
             epoch = cast(func.strftime("%s", e.ts), BigInteger)
         bucket = (epoch - start) // bucket_s  # integer division on both: the bucket index, never negative
         variant = func.coalesce(e.variant, "unknown")
-        rows = await self._fetch(_summary_query(since, (variant, bucket), *_endpoint_filter(endpoints)))
+        rows = await self._fetch(_summary_query(since, (variant, bucket), *_AUTHENTICATED,
+                                                *_endpoint_filter(endpoints)))
         series: dict[str, list[dict[str, Any]]] = {}
         for r in sorted(rows, key=lambda r: (r.key0, r.key1)):
             series.setdefault(r.key0, []).append({"t": start + int(r.key1) * bucket_s, **_summary(r)})

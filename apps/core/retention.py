@@ -8,7 +8,11 @@
   them stays in the Q-table;
 - `idempotency_keys` older than `IDEMPOTENCY_TTL_S` (they have expired: no longer replayed);
 - `canary_evaluations` older than `CANARY_EVALUATIONS_RETENTION_DAYS`, except each flag's newest,
-  which carries the controller's running counts and the state `/metrics` shows.
+  which carries the controller's running counts and the state `/metrics` shows;
+- finished `jobs` (with any `job_payloads` left) and `job_events` older than `JOB_RETENTION_DAYS`;
+  a job is finished once `finished_at` is set, so a queued or running job is never pruned;
+- `conversations` (with their turns) idle for `CONVERSATION_RETENTION_DAYS`, and `feedback` rows not
+  changed for `FEEDBACK_RETENTION_DAYS`.
 
 Rows go in batches of `batch_size` per statement and transaction, with a pause between batches, so
 no statement holds SQLite's write lock (or PostgreSQL's row locks) for long and a backlog of millions
@@ -27,7 +31,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.core.config import Settings
 from apps.core.db import write_transaction
-from apps.core.models import BanditDecision, CanaryEvaluation, IdempotencyKey, RequestEvent, utcnow
+from apps.core.models import (
+    BanditDecision,
+    CanaryEvaluation,
+    Conversation,
+    ConversationTurn,
+    Feedback,
+    IdempotencyKey,
+    Job,
+    JobEvent,
+    JobPayload,
+    RequestEvent,
+    utcnow,
+)
 from apps.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -46,6 +62,8 @@ class Retention:
         s, now = self._settings, utcnow()
         canary = CanaryEvaluation
         newest_per_flag = select(func.max(canary.id)).group_by(canary.flag)
+        old_job = Job.finished_at < now - timedelta(days=s.job_retention_days)
+        idle_conversation = Conversation.updated_at < now - timedelta(days=s.conversation_retention_days)
         return [
             (RequestEvent.__table__, (RequestEvent.id,),
              RequestEvent.ts < now - timedelta(days=s.request_events_retention_days)),
@@ -56,6 +74,17 @@ class Retention:
             (canary.__table__, (canary.id,),
              (canary.at < now - timedelta(days=s.canary_evaluations_retention_days))
              & canary.id.not_in(newest_per_flag)),
+            # Payloads before their jobs (they reference them).
+            (JobPayload.__table__, (JobPayload.job_id, JobPayload.ordinal),
+             JobPayload.job_id.in_(select(Job.id).where(old_job))),
+            (Job.__table__, (Job.id,), old_job),
+            (JobEvent.__table__, (JobEvent.id,), JobEvent.at < now - timedelta(days=s.job_retention_days)),
+            # Turns before their conversations (they reference them).
+            (ConversationTurn.__table__, (ConversationTurn.id,),
+             ConversationTurn.conversation_id.in_(select(Conversation.id).where(idle_conversation))),
+            (Conversation.__table__, (Conversation.id,), idle_conversation),
+            (Feedback.__table__, (Feedback.request_id, Feedback.key_id),
+             Feedback.updated_at < now - timedelta(days=s.feedback_retention_days)),
         ]
 
     async def prune_once(self) -> dict[str, int]:

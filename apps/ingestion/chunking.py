@@ -10,6 +10,12 @@ from apps.text.sentences import split_sentences
 TokenCounter = Callable[[str], int]
 
 
+def embed_input(title: str, chunk: str) -> str:
+    """What a chunk is embedded and analysed as: the title travels with every chunk, since it often
+    carries the words a query uses."""
+    return f"{title}\n{chunk}" if title else chunk
+
+
 @dataclass(frozen=True)
 class ChunkDraft:
     text: str

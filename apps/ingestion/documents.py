@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from apps.core.visibility import DEFAULT_COLLECTION
+
 
 def normalise_taxonomy(path: str | list[str] | tuple[str, ...] | None) -> str:
     """`["AI", "ML"]` or `"AI/ML"` → `"AI/ML"`; empty segments dropped."""
@@ -25,6 +27,8 @@ class SourceDocument:
     taxonomy_path: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     origin: str = "<input>"  # names the input in error messages
+    collection: str = DEFAULT_COLLECTION  # the one it belongs to; its identity is unique there
+    access_groups: tuple[str, ...] = ()  # none: every key of the collection sees it; else keys sharing one
 
     @property
     def checksum(self) -> str:
@@ -33,5 +37,6 @@ class SourceDocument:
 
     @property
     def identity(self) -> str:
-        """The key that makes re-ingesting a no-op or a replacement: the caller's id, else the content."""
+        """The key (within its collection) that makes re-ingesting a no-op or a replacement: the caller's id,
+        else the content."""
         return self.external_id or f"sha256:{self.checksum}"

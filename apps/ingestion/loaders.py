@@ -12,8 +12,10 @@ from apps.ingestion.documents import SourceDocument, normalise_taxonomy
 from apps.ingestion.errors import IngestError
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
-_MD_HEADING = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
-_MD_HEADING_MARKS = re.compile(r"^\s{0,3}#{1,6}\s+", re.MULTILINE)
+# Within one line ([ \t], not \s, which crossed line breaks) and with no lazy repeat before `\s*#*\s*$`
+# (cubic on trailing spaces); the closing #s come off in `_heading_title`.
+_MD_HEADING = re.compile(r"^[ \t]{0,3}#[ \t]+(.+)$", re.MULTILINE)
+_MD_HEADING_MARKS = re.compile(r"^[ \t]{0,3}#{1,6}(?:[ \t\r]+|$)", re.MULTILINE)  # `#` alone is an empty heading
 
 
 def _read_text(path: Path, data: bytes) -> str:
@@ -21,6 +23,15 @@ def _read_text(path: Path, data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise IngestError(str(path), f"not valid UTF-8 text (byte {exc.start})") from None
+
+
+def _heading_title(line: str) -> str:
+    """An ATX heading's text without its optional closing sequence: `Title ##` → `Title`; `C#` stays."""
+    title = line.strip()
+    unclosed = title.rstrip("#")
+    if unclosed != title and (not unclosed or unclosed[-1] in " \t"):
+        title = unclosed.rstrip()
+    return title
 
 
 def _require_text(path: Path, text: str) -> str:
@@ -40,9 +51,24 @@ def load_bytes(
     taxonomy_path: str | list[str] | None = None,
     metadata: dict[str, Any] | None = None,
     skipped: list[IngestError] | None = None,
+    collection: str | None = None,
+    access_groups: list[str] | tuple[str, ...] | None = None,
 ) -> list[SourceDocument]:
     """Parse one file's bytes by its name's suffix (also used for API uploads). With `skipped`, a
-    corpus file's invalid lines are listed there and left out instead of failing the whole file."""
+    corpus file's invalid lines are listed there and left out instead of failing the whole file.
+    `collection` and `access_groups` go to every document the file holds."""
+    documents = _parsed(name, data, max_bytes, title, external_id, source_url, taxonomy_path, metadata, skipped)
+    for doc in documents:
+        if collection:
+            doc.collection = collection
+        if access_groups:
+            doc.access_groups = tuple(access_groups)
+    return documents
+
+
+def _parsed(name: str, data: bytes, max_bytes: int, title: str | None, external_id: str | None,
+            source_url: str | None, taxonomy_path: str | list[str] | None, metadata: dict[str, Any] | None,
+            skipped: list[IngestError] | None) -> list[SourceDocument]:
     path = Path(name)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -61,7 +87,7 @@ def load_bytes(
     else:
         text = _read_text(path, data)
         heading = _MD_HEADING.search(text) if suffix in (".md", ".markdown") else None
-        found_title = heading.group(1) if heading else path.stem
+        found_title = (_heading_title(heading.group(1)) if heading else "") or path.stem
         if heading:  # the title travels with every chunk already
             text = text[: heading.start()] + text[heading.end() :]
         if suffix in (".md", ".markdown"):

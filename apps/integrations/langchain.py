@@ -3,6 +3,8 @@
 Two backends behind one interface: over HTTP with an API key (the service's `/api/v1/search` and
 `/answer`), or in-process on a composition root (a `Runtime` you pass, or one built from settings).
 Requests are validated by the API's own schemas on both, so a bad `top_k` fails alike either way.
+Over HTTP the key decides what is visible (its collections and groups); in-process there is no key and
+the retriever sees what the operator does (every collection, or its `collections`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from apps.api.routers.answer import AnswerIn
-from apps.api.routers.search import to_filters
-from apps.api.schemas import SearchRequest
+from apps.api.schemas import AnswerIn, SearchRequest, to_filters
 from apps.core.config import Settings
+from apps.core.visibility import EVERYTHING
 from apps.orchestration.src.answer_models import AnswerRequest
 from apps.runtime import Runtime, build_runtime
 
@@ -118,17 +119,20 @@ class _InProcessBackend:
         return build_runtime(settings)
 
     async def search(self, request: SearchRequest) -> dict[str, Any]:
-        result = await self._runtime.search.search(request.q, request.final_topk, to_filters(request.filters),
-                                                   request.strategy, cacheable=True)
+        filters = to_filters(request.filters, EVERYTHING.narrowed(request.collections))
+        result = await self._runtime.search.search(request.q, request.final_topk, filters, request.strategy,
+                                                   cacheable=True)
         return {"strategy": result.strategy,
                 "hits": [{"chunk_id": h.chunk_id, "doc_id": h.doc_id, "score": h.score, "text": h.text,
-                          "title": h.title, "source_url": h.source_url, "taxonomy_path": h.taxonomy_path}
-                         for h in result.hits]}
+                          "title": h.title, "source_url": h.source_url, "taxonomy_path": h.taxonomy_path,
+                          "collection": h.collection} for h in result.hits]}
 
     async def answer(self, request: AnswerIn) -> dict[str, Any]:
         pipeline = self._runtime.pipelines.get(request.provider)
         result = await pipeline.execute(AnswerRequest(question=request.q, mode=request.mode,
-                                                      top_k=request.final_topk, filters=to_filters(request.filters),
+                                                      top_k=request.final_topk,
+                                                      filters=to_filters(request.filters,
+                                                                         EVERYTHING.narrowed(request.collections)),
                                                       strategy=request.strategy, provider=request.provider))
         return result.model_dump(mode="json")
 
@@ -148,7 +152,8 @@ def _documents(body: dict[str, Any]) -> list[Document]:
     return [Document(page_content=h["text"], id=str(h["chunk_id"]),
                      metadata={"chunk_id": h["chunk_id"], "doc_id": h["doc_id"], "score": h["score"],
                                "strategy": body["strategy"], "source_url": h.get("source_url"),
-                               "title": h.get("title", ""), "taxonomy_path": h.get("taxonomy_path", "")})
+                               "title": h.get("title", ""), "taxonomy_path": h.get("taxonomy_path", ""),
+                               "collection": h.get("collection", "")})
             for h in body["hits"]]
 
 
@@ -163,12 +168,13 @@ class DtRagRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: SecretStr | None = Field(None, description="a read key; never shown in the retriever's repr or logs")
     runtime: Any = Field(None, description="an `apps.runtime.Runtime` (its dataclass is no pydantic type)")
     settings: Settings | None = None
     top_k: int = Field(5, ge=1, le=100)
     strategy: str | None = Field(None, description="bm25 | dense | hybrid_rrf | hybrid_cc; default from settings")
     filters: dict[str, Any] | None = Field(None, description="as the search API's `filters`")
+    collections: list[str] | None = Field(None, description="search only these (the key's must allow them)")
     timeout_s: float = 60.0
 
     _backend: _Backend = PrivateAttr()
@@ -183,17 +189,18 @@ class DtRagRetriever(BaseRetriever):
     @model_validator(mode="after")
     def _connect(self) -> DtRagRetriever:
         if self.base_url is not None:
-            if not self.api_key:
+            if self.api_key is None or not self.api_key.get_secret_value():
                 raise ValueError("an HTTP retriever needs api_key (a read key)")
             if self.runtime is not None or self.settings is not None:
                 raise ValueError("give base_url or runtime/settings, not both")
-            self._backend = _HttpBackend(self.base_url, self.api_key, self.timeout_s)
+            self._backend = _HttpBackend(self.base_url, self.api_key.get_secret_value(), self.timeout_s)
         else:
             self._backend = _InProcessBackend(self.runtime, self.settings)
         return self
 
     def _request(self, query: str) -> SearchRequest:
-        return SearchRequest(q=query, final_topk=self.top_k, filters=self.filters, strategy=self.strategy)
+        return SearchRequest(q=query, final_topk=self.top_k, filters=self.filters, strategy=self.strategy,
+                             collections=self.collections)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return _documents(self._backend.run(self._backend.search(self._request(query))))
@@ -219,7 +226,7 @@ def _answer_text(body: dict[str, Any]) -> str:
 
 
 def answer_tool(retriever: DtRagRetriever, mode: Literal["answer", "summary", "keypoints", "debate"] = "answer",
-                provider: Literal["extractive", "gemini", "local"] | None = None,
+                provider: Literal["extractive", "gemini", "openai", "local"] | None = None,
                 name: str = "dtrag_answer") -> BaseTool:
     """`POST /answer` as a tool, on the retriever's backend (same server and key, or same runtime) and
     its `top_k`, `filters` and `strategy`. The tool's content is the answer with its sources; the
@@ -228,7 +235,7 @@ def answer_tool(retriever: DtRagRetriever, mode: Literal["answer", "summary", "k
 
     def request(question: str) -> AnswerIn:
         return AnswerIn(q=question, mode=mode, final_topk=min(retriever.top_k, 20), filters=retriever.filters,
-                        strategy=retriever.strategy, provider=provider)
+                        strategy=retriever.strategy, provider=provider, collections=retriever.collections)
 
     def call(question: str) -> tuple[str, dict[str, Any]]:
         body = backend.run(backend.answer(request(question)))

@@ -12,14 +12,17 @@ import logging
 import os
 import socket
 import time
+from typing import Literal
 
 from apps.core import metrics
 from apps.core.config import Settings
 from apps.core.models import new_id
-from apps.jobs.kinds import PERMANENT_ERRORS, JobKinds
-from apps.jobs.store import Claim, JobStore, StaleAttemptError, aware
+from apps.jobs.kinds import JobKinds, permanent_error
+from apps.jobs.store import Claim, JobStore, StaleAttemptError
+from apps.jobs.types import ErrorKind, JobStatus, aware
 
 log = logging.getLogger(__name__)
+Outcome = JobStatus | Literal["retry"] | None  # of one attempt: final, released for another, or not ours
 
 
 def owner_id() -> str:
@@ -36,7 +39,7 @@ class JobExecutor:
         self.kinds = kinds
         self.settings = settings
 
-    async def execute(self, job_id: str, mode: str) -> str | None:
+    async def execute(self, job_id: str, mode: str) -> JobStatus | None:
         """Run the job to a final status if it can be claimed; returns that status, or None when the
         job was not ours to run (finished, held by a live attempt, another mode, not yet due)."""
         while True:
@@ -49,7 +52,7 @@ class JobExecutor:
             # Exponential backoff; the row says when it is due, so waiting here is only an optimisation.
             await asyncio.sleep(self.settings.job_retry_backoff_s * 2 ** (claim.attempt - 1))
 
-    async def _attempt(self, claim: Claim, mode: str) -> str | None:
+    async def _attempt(self, claim: Claim, mode: str) -> Outcome:
         job = await self.store.get(claim.job_id)
         assert job is not None
         if claim.attempt == 1:
@@ -87,18 +90,23 @@ class JobExecutor:
         except StaleAttemptError:
             log.warning("late commit of an orphaned attempt rejected", extra={"job_id": job.id, "attempt": claim.attempt})
             return None
-        metrics.JOBS.labels(job.kind, "succeeded", mode).inc()
+        metrics.JOBS.labels(job.kind, JobStatus.succeeded, mode).inc()
         log.info("job succeeded", extra={"job_id": job.id, "attempt": claim.attempt, "mode": mode})
-        return "succeeded"
+        return JobStatus.succeeded
 
-    async def _failed(self, claim: Claim, kind: str, mode: str, exc: Exception) -> str | None:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    async def _failed(self, claim: Claim, kind: str, mode: str, exc: Exception) -> Outcome:
+        permanent, detail = permanent_error(exc), str(exc)
+        # A permanent error's message is written for the user ("a.pdf: not a readable PDF"); for another
+        # the exception's type is half of what an operator needs.
+        if not (permanent and detail):
+            detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        error = detail
         try:
-            if isinstance(exc, PERMANENT_ERRORS) or claim.attempt >= (await self._max_attempts(claim)):
-                await self.store.fail(claim, error)
-                metrics.JOBS.labels(kind, "failed", mode).inc()
+            if permanent or claim.attempt >= (await self._max_attempts(claim)):
+                await self.store.fail(claim, error, permanent or ErrorKind.exhausted)
+                metrics.JOBS.labels(kind, JobStatus.failed, mode).inc()
                 log.error("job failed", extra={"job_id": claim.job_id, "attempt": claim.attempt, "error": error})
-                return "failed"
+                return JobStatus.failed
             delay = self.settings.job_retry_backoff_s * 2 ** (claim.attempt - 1)
             await self.store.release_for_retry(claim, error, delay)
         except StaleAttemptError:

@@ -7,21 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import mmh3
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.core.db import write_transaction
 from apps.core.models import Job, JobEvent, JobPayload, utcnow
+from apps.jobs.types import UNFINISHED, ErrorKind, JobKind, JobMode, JobStatus, aware
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, DEAD_LETTER = (
-    "queued", "running", "succeeded", "failed", "cancelled", "dead_letter")
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, DEAD_LETTER})
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, DEAD_LETTER)
-KINDS = ("ingest", "reindex", "learn")
-QUEUE, IN_PROCESS = "queue", "in_process"
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, DEAD_LETTER = JobStatus
+QUEUE, IN_PROCESS = JobMode
 
 
 class StaleAttemptError(RuntimeError):
@@ -44,25 +42,6 @@ class Payload:
     data: bytes | None
 
 
-def aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def view(job: Any) -> dict[str, Any]:
-    """A job row as the API and CLI show it."""
-    return {
-        "job_id": job.id, "kind": job.kind, "status": job.status, "mode": job.mode, "mode_reason": job.mode_reason,
-        "attempts": job.attempt, "max_attempts": job.max_attempts,
-        "progress": {"done": job.progress_done, "total": job.progress_total, "chunks": job.progress_chunks},
-        "result": job.result, "error": job.error,
-        **{k: (aware(getattr(job, k)).isoformat() if getattr(job, k) else None)
-           for k in ("created_at", "started_at", "finished_at", "updated_at")},
-    }
-
-
 class JobStore:
     def __init__(self, engine: AsyncEngine, lease_s: float) -> None:
         self.engine = engine
@@ -73,7 +52,7 @@ class JobStore:
     async def create(self, conn: AsyncConnection, job_id: str, kind: str, mode: str, mode_reason: str,
                      max_attempts: int, params: dict[str, Any] | None = None,
                      payloads: Sequence[Payload] = (), total: int = 0,
-                     idempotency: tuple[str, str, str] | None = None) -> None:
+                     idempotency: tuple[str, str, str] | None = None, owner: str | None = None) -> None:
         """Insert the job and its payload in the caller's transaction (the request's bytes are durable
         before it answers)."""
         now = utcnow()
@@ -81,11 +60,22 @@ class JobStore:
         await conn.execute(insert(Job).values(
             id=job_id, kind=kind, status=QUEUED, mode=mode, mode_reason=mode_reason, params=params or {},
             attempt=0, max_attempts=max_attempts, progress_done=0, progress_total=total, progress_chunks=0,
-            idempotency_scope=scope, idempotency_key=key, request_hash=request_hash, created_at=now, updated_at=now))
+            idempotency_scope=scope, idempotency_key=key, request_hash=request_hash, owner_key_id=owner,
+            created_at=now, updated_at=now))
         if payloads:
             await conn.execute(insert(JobPayload), [
                 {"job_id": job_id, "ordinal": i, "filename": p.filename, "fields": p.fields, "data": p.data}
                 for i, p in enumerate(payloads)])
+
+    @staticmethod
+    async def unfinished(conn: AsyncConnection, owner: str) -> int:
+        """The owner's queued and running jobs, counted so that a job created in the same transaction
+        cannot race another: SQLite's write transaction already holds the database's write lock, and on
+        PostgreSQL a transaction-scoped advisory lock per owner serialises its submissions."""
+        if conn.dialect.name == "postgresql":
+            await conn.execute(select(func.pg_advisory_xact_lock(mmh3.hash64(f"jobs:{owner}")[0])))
+        return int((await conn.execute(select(func.count()).select_from(Job).where(
+            Job.owner_key_id == owner, Job.status.in_(UNFINISHED)))).scalar_one())
 
     async def event(self, job_id: str, event: str, conn: AsyncConnection | None = None, **detail: Any) -> None:
         statement = insert(JobEvent).values(job_id=job_id, at=utcnow(), event=event, detail=detail)
@@ -101,10 +91,13 @@ class JobStore:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(Job).where(Job.id == job_id))).first()
 
-    async def list(self, status: str | None = None, limit: int = 50) -> list[Any]:
+    async def list(self, status: str | None = None, limit: int = 50, owner: str | None = None) -> list[Any]:
+        """Newest first; `owner` keeps only that key's jobs."""
         query = select(Job).order_by(Job.created_at.desc()).limit(limit)
         if status:
             query = query.where(Job.status == status)
+        if owner is not None:
+            query = query.where(Job.owner_key_id == owner)
         async with self.engine.connect() as conn:
             return list((await conn.execute(query)).all())
 
@@ -122,7 +115,7 @@ class JobStore:
     async def counts(self) -> dict[str, int]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(Job.status, func.count()).group_by(Job.status))).all()
-        return {s: 0 for s in STATUSES} | {r[0]: int(r[1]) for r in rows}
+        return {s.value: 0 for s in JobStatus} | {r[0]: int(r[1]) for r in rows}
 
     async def queue_depth(self, now: datetime | None = None) -> tuple[int, float | None]:
         """Queued queue-mode jobs and the age in seconds of the oldest."""
@@ -169,6 +162,11 @@ class JobStore:
         return and_(Job.id == claim.job_id, Job.attempt == claim.attempt, Job.lease_owner == claim.owner,
                     Job.status == RUNNING)
 
+    @staticmethod
+    async def _drop_payloads(conn: AsyncConnection, job_id: str) -> None:
+        """A job that has ended no longer needs its input (a retry of an ingest job needs it submitted again)."""
+        await conn.execute(delete(JobPayload).where(JobPayload.job_id == job_id))
+
     async def claim(self, job_id: str, owner: str, mode: str) -> Claim | None:
         """Take the job for a new attempt, or None (someone else holds it, it is finished, not yet due,
         or it belongs to the other mode)."""
@@ -181,12 +179,14 @@ class JobStore:
                 return None
             if row.status == RUNNING and row.attempt >= row.max_attempts:
                 # Its last allowed attempt died holding it: fail it rather than run an attempt past the limit.
-                await conn.execute(
+                abandoned = (await conn.execute(
                     update(Job).where(Job.id == job_id, Job.attempt == row.attempt, self._claimable(now))
                     .values(status=FAILED, error=f"abandoned: attempt {row.attempt} of {row.max_attempts} "
-                                                 "stopped heartbeating", lease_owner=None, finished_at=now,
-                            updated_at=now))
-                await self.event(job_id, "crash", conn, attempt=row.attempt, owner=row.lease_owner)
+                                                 "stopped heartbeating", error_kind=ErrorKind.abandoned,
+                            lease_owner=None, finished_at=now, updated_at=now))).rowcount
+                if abandoned:
+                    await self._drop_payloads(conn, job_id)
+                    await self.event(job_id, "crash", conn, attempt=row.attempt, owner=row.lease_owner)
                 return None
             claimed = (await conn.execute(
                 update(Job).where(Job.id == job_id, Job.attempt == row.attempt, Job.mode == mode,
@@ -213,19 +213,19 @@ class JobStore:
             return bool((await conn.execute(update(Job).where(self._owned(claim)).values(**values))).rowcount)
 
     async def succeed(self, claim: Claim, result: dict[str, Any]) -> None:
-        await self._finish(claim, SUCCEEDED, result=result, error=None)
+        await self._finish(claim, SUCCEEDED, result=result, error=None, error_kind=None)
 
-    async def fail(self, claim: Claim, error: str) -> None:
-        await self._finish(claim, FAILED, error=error)
+    async def fail(self, claim: Claim, error: str, kind: ErrorKind) -> None:
+        await self._finish(claim, FAILED, error=error, error_kind=kind)
 
-    async def _finish(self, claim: Claim, status: str, **values: Any) -> None:
+    async def _finish(self, claim: Claim, status: JobStatus, **values: Any) -> None:
         now = utcnow()
         async with write_transaction(self.engine) as conn:
             done = (await conn.execute(update(Job).where(self._owned(claim)).values(
                 status=status, finished_at=now, updated_at=now, lease_owner=None, lease_expires_at=None,
                 **values))).rowcount
-            if done and status in (SUCCEEDED, FAILED):
-                await conn.execute(delete(JobPayload).where(JobPayload.job_id == claim.job_id))
+            if done:
+                await self._drop_payloads(conn, claim.job_id)
         if not done:
             raise StaleAttemptError(f"job {claim.job_id} attempt {claim.attempt} no longer owns the job")
 
@@ -241,25 +241,33 @@ class JobStore:
 
     # --- operators ---------------------------------------------------------------------------------
 
-    async def cancel(self, job_id: str) -> bool:
-        """Queued or running → cancelled; a running attempt sees it at its next heartbeat and stops."""
+    async def cancel(self, job_id: str, actor: str | None, owner: str | None = None) -> bool:
+        """Queued or running → cancelled (only `owner`'s job when given), its input deleted and the
+        cancel recorded with who asked; a running attempt sees it at its next heartbeat and stops."""
         now = utcnow()
+        condition = [Job.id == job_id, Job.status.in_(UNFINISHED)]
+        if owner is not None:
+            condition.append(Job.owner_key_id == owner)
         async with write_transaction(self.engine) as conn:
-            return bool((await conn.execute(update(Job).where(Job.id == job_id, Job.status.in_((QUEUED, RUNNING)))
-                                            .values(status=CANCELLED, finished_at=now, updated_at=now,
-                                                    lease_owner=None, lease_expires_at=None))).rowcount)
+            cancelled = bool((await conn.execute(update(Job).where(*condition).values(
+                status=CANCELLED, finished_at=now, updated_at=now, lease_owner=None,
+                lease_expires_at=None))).rowcount)
+            if cancelled:
+                await self._drop_payloads(conn, job_id)
+                await self.event(job_id, "cancelled", conn, actor=actor)
+        return cancelled
 
     async def requeue(self, job_id: str, mode: str, reason: str) -> bool:
-        """A failed, cancelled or dead-lettered job → queued again with a fresh attempt budget."""
+        """A failed, cancelled or dead-lettered job → queued again with a fresh attempt budget; an ingest
+        job only while its input is still stored."""
         now = utcnow()
+        has_input = select(JobPayload.job_id).where(JobPayload.job_id == Job.id).exists()
         async with write_transaction(self.engine) as conn:
-            row = (await conn.execute(select(Job.attempt).where(Job.id == job_id))).first()
-            if row is None:
-                return False
             return bool((await conn.execute(update(Job).where(
-                Job.id == job_id, Job.status.in_((FAILED, CANCELLED, DEAD_LETTER))).values(
+                Job.id == job_id, Job.status.in_((FAILED, CANCELLED, DEAD_LETTER)),
+                or_(Job.kind != JobKind.ingest, has_input)).values(
                 status=QUEUED, mode=mode, mode_reason=reason, max_attempts=Job.attempt + Job.max_attempts,
-                error=None, finished_at=None, run_after=None, updated_at=now))).rowcount)
+                error=None, error_kind=None, finished_at=None, run_after=None, updated_at=now))).rowcount)
 
     async def switch_mode(self, job_id: str, to_mode: str, reason: str, from_statuses: Sequence[str] = (QUEUED,),
                           expired_only: bool = False) -> bool:
@@ -286,5 +294,6 @@ class JobStore:
             done = (await conn.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
                 status=DEAD_LETTER, error=reason, finished_at=now, updated_at=now))).rowcount
             if done:
+                await self._drop_payloads(conn, job_id)
                 await self.event(job_id, "dead_letter", conn, reason=reason)
         return bool(done)

@@ -6,30 +6,32 @@ the model's threads for every job and load the model again in each. Isolation co
 database instead: every attempt claims its row, and a worker killed mid-job leaves a lease that
 expires, after which the sweep re-sends the job and another worker takes it as the next attempt.
 Each worker also runs that sweep (on a thread with its own engine), so workers recover each other's
-jobs without a server."""
+jobs without a server.
+
+This module is an entry point, like the API and the CLI: it builds its runtime from `apps.runtime`,
+and nothing in the jobs layer imports it (RQ finds `perform` by its dotted name)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
-from typing import Any
 
-from apps.core.composition import process_runtime
-from apps.core.config import Settings, get_settings
+from apps.core.config import Settings
 from apps.jobs.store import QUEUE
+from apps.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 
 _loop: asyncio.AbstractEventLoop | None = None
-_runtime: Any | None = None
+_runtime: Runtime | None = None
 
 
-def _worker_runtime() -> tuple[asyncio.AbstractEventLoop, Any]:
+def _worker_runtime() -> tuple[asyncio.AbstractEventLoop, Runtime]:
     global _loop, _runtime
-    if _loop is None:
+    if _loop is None or _runtime is None:
         _loop = asyncio.new_event_loop()
-        _runtime = process_runtime()  # the composition root, found by its entry point (not imported)
+        _runtime = get_runtime()
     return _loop, _runtime
 
 
@@ -70,7 +72,7 @@ def run_worker(burst: bool = False, name: str | None = None) -> None:
     from apps.core.logging import configure_logging
     from apps.jobs.queue import JobQueue
 
-    settings = get_settings()
+    settings = get_runtime().settings
     configure_logging(settings.log_level)
     queue = JobQueue(settings)
     stop = threading.Event()

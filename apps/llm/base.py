@@ -38,6 +38,10 @@ class Usage:
         return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
                      round(self.cost_usd + other.cost_usd, 8))
 
+    def assign(self, other: Usage) -> None:
+        """Fill a caller's usage in place (streams and judges report it through an argument)."""
+        self.input_tokens, self.output_tokens, self.cost_usd = other.input_tokens, other.output_tokens, other.cost_usd
+
 
 @dataclass
 class Generation:
@@ -49,6 +53,17 @@ class Generation:
 
 class LLMError(RuntimeError):
     """A provider failed after its retries (rate limited, server error, malformed reply)."""
+
+
+def estimated_tokens(text: str) -> int:
+    """Usage for a server that reports none: subword tokenizers give about one token per 3 UTF-8 bytes of
+    English and fewer bytes per token of Hangul, so this errs high, as a bill should."""
+    return (len(text.encode("utf-8")) + 2) // 3 if text else 0
+
+
+def priced(input_tokens: int, output_tokens: int, input_cost_per_mtok: float, output_cost_per_mtok: float) -> Usage:
+    return Usage(input_tokens, output_tokens,
+                 round((input_tokens * input_cost_per_mtok + output_tokens * output_cost_per_mtok) / 1e6, 8))
 
 
 class AnswerProvider(Protocol):

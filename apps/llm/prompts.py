@@ -1,6 +1,14 @@
-"""Prompts in the question's language: Korean questions get Korean instructions and answers."""
+"""Prompts in the question's language: Korean questions get Korean instructions and answers.
+
+Each prompt is an instruction (a chat model's system message) and a body: the numbered sources, the
+question, and a closing label ("Answer:" / "답변:"). The question comes after the sources, nearest the
+answer, and the label lets a base model (the packaged local one) continue with the answer itself.
+Providers that take one text (Gemini) get both joined.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from apps.llm.base import ComposeRequest, Evidence
 
@@ -23,21 +31,65 @@ _INSTRUCTIONS = {
         "judge": "답변의 모든 내용이 출처로 뒷받침됩니까? YES 또는 NO로만 답하세요.",
     },
 }
+_LABELS = {
+    "en": {"sources": "Sources", "question": "Question", "answer": "Answer", "verdict": "Supported (YES or NO)"},
+    "ko": {"sources": "출처", "question": "질문", "answer": "답변", "verdict": "뒷받침 여부 (YES 또는 NO)"},
+}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    instruction: str
+    body: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.instruction}\n\n{self.body}"
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.instruction}, {"role": "user", "content": self.body}]
+
+
+def _lang(language: str) -> str:
+    return "ko" if language == "ko" else "en"
 
 
 def _sources(evidence: tuple[Evidence, ...]) -> str:
-    return "\n\n".join(f"[{i}] {e.title}\n{e.text}" for i, e in enumerate(evidence, start=1))
+    """Numbered as retrieved; a source whose text was condensed away keeps its number unused, so an
+    answer's [n] always names the n-th piece of evidence."""
+    return "\n\n".join(f"[{i}] {e.title}\n{e.text}" for i, e in enumerate(evidence, start=1) if e.text.strip())
+
+
+def compose(request: ComposeRequest) -> Prompt:
+    lang = _lang(request.language)
+    labels = _LABELS[lang]
+    return Prompt(_INSTRUCTIONS[lang][request.mode].format(n=request.max_sentences),
+                  f"{labels['sources']}:\n{_sources(request.evidence)}\n\n"
+                  f"{labels['question']}: {request.question}\n{labels['answer']}:")
+
+
+def judge(question: str, answer: str, evidence: tuple[Evidence, ...], language: str) -> Prompt:
+    lang = _lang(language)
+    labels = _LABELS[lang]
+    return Prompt(_INSTRUCTIONS[lang]["judge"],
+                  f"{labels['sources']}:\n{_sources(evidence)}\n\n{labels['question']}: {question}\n"
+                  f"{labels['answer']}: {answer}\n{labels['verdict']}:")
 
 
 def compose_prompt(request: ComposeRequest) -> str:
-    lang = "ko" if request.language == "ko" else "en"
-    instruction = _INSTRUCTIONS[lang][request.mode].format(n=request.max_sentences)
-    label = ("질문", "출처") if lang == "ko" else ("Question", "Sources")
-    return f"{instruction}\n\n{label[0]}: {request.question}\n\n{label[1]}:\n{_sources(request.evidence)}"
+    return compose(request).text
 
 
 def judge_prompt(question: str, answer: str, evidence: tuple[Evidence, ...], language: str) -> str:
-    lang = "ko" if language == "ko" else "en"
-    labels = ("질문", "답변", "출처") if lang == "ko" else ("Question", "Answer", "Sources")
-    return (f"{_INSTRUCTIONS[lang]['judge']}\n\n{labels[0]}: {question}\n{labels[1]}: {answer}\n\n"
-            f"{labels[2]}:\n{_sources(evidence)}")
+    return judge(question, answer, evidence, language).text
+
+
+def parse_verdict(text: str) -> bool | None:
+    """YES/NO from a judge's reply, however it is wrapped ("**YES**", "Yes.", "NO - because ..."); None
+    when it says neither."""
+    word = text.strip().lstrip("*#>`\"' ").upper()
+    if word.startswith("YES"):
+        return True
+    if word.startswith("NO"):
+        return False
+    return None

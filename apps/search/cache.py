@@ -2,7 +2,7 @@
 
 Keys include the corpus generation (bumped in the same transaction as every ingest, delete or cache
 clear), so no worker can serve a result computed before a write. Entries live in Redis when it is
-configured (shared by all workers), else in a bounded per-process dict.
+configured (shared by all workers), else in a per-process LRU bounded by bytes.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import sys
 import time
 from typing import Any, Protocol
 
@@ -30,18 +31,40 @@ class CacheBackend(Protocol):
     async def clear(self) -> None: ...
 
 
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+# The key (a 64-character digest), the entry tuple and the cache's links, beside the value itself.
+_ENTRY_OVERHEAD = 400
+# One result may take at most this share of the budget, so a few huge ones cannot flush the rest.
+_MAX_ENTRY_SHARE = 16
+
+
+def _entry_bytes(item: tuple[int, str]) -> int:
+    return sys.getsizeof(item[1]) + _ENTRY_OVERHEAD
+
+
 class LocalBackend:
-    def __init__(self, max_entries: int = 2048) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         # Entries are (ttl_s, value); each expires ttl_s after it was stored, least recently used first out.
+        # Bounded by bytes, not entries: one result holds up to 100 hits of chunk text.
         self._data: TLRUCache[str, tuple[int, str]] = TLRUCache(
-            maxsize=max_entries, ttu=lambda _key, item, now: now + item[0], timer=time.monotonic)
+            maxsize=max_bytes, ttu=lambda _key, item, now: now + item[0], timer=time.monotonic,
+            getsizeof=_entry_bytes)
+        self._max_entry_bytes = max_bytes // _MAX_ENTRY_SHARE
+
+    @property
+    def cached_bytes(self) -> int:
+        return int(self._data.currsize)
 
     async def get(self, key: str) -> str | None:
         item = self._data.get(key)
         return item[1] if item is not None else None
 
     async def set(self, key: str, value: str, ttl_s: int) -> None:
-        self._data[key] = (ttl_s, value)
+        item = (ttl_s, value)
+        if _entry_bytes(item) <= self._max_entry_bytes:  # a larger result is computed again if asked again
+            self._data[key] = item
+        else:
+            self._data.pop(key, None)  # never leave an older value under the key
 
     async def clear(self) -> None:
         self._data.clear()
@@ -86,6 +109,10 @@ class SearchCache:
         return self._ttl > 0
 
     async def key(self, **params: Any) -> str:
+        """The entry's key: the corpus generation and every parameter of the search, which must include
+        what it could see (`visibility`, a digest), or one key's hits would answer another's search."""
+        if "visibility" not in params:
+            raise TypeError("a search cache key needs the search's visibility")
         generation = await current_generation(self._engine)
         filters: SearchFilters | None = params.get("filters")
         params["filters"] = dataclasses.asdict(filters) if filters else None

@@ -9,12 +9,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
+
+from apps.core import metrics
 from apps.core.config import Settings
+from apps.core.visibility import Visibility, effective
 from apps.search.cache import SearchCache
-from apps.search.embeddings.base import EmbeddingProvider
+from apps.search.cases.leg import CaseLeg
+from apps.search.cases.types import CaseQuery, CaseSelection, Ranking
+from apps.search.embeddings.base import EmbeddingError, EmbeddingProvider
+from apps.search.rerank import Reranker
 from apps.search.stores.base import Store
 from apps.search.strategies import BM25, DENSE, Strategy, build_strategies
 from apps.search.types import Hit, LegHit, SearchFilters, SearchResult
@@ -31,15 +39,30 @@ class SearchUnavailableError(RuntimeError):
     pass
 
 
+def _what_failed(exc: Exception) -> str:
+    """A leg's failure as the client may read it (in `degraded_reasons` or a 503): what failed, never
+    the exception's text, which can quote SQL, replica URLs or hosts. The log keeps the details."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, EmbeddingError):
+        return "failed: the embedding service did not answer usably"
+    if isinstance(exc, (SQLAlchemyError, OSError)):
+        return "failed: the database did not answer"
+    return "failed: internal error"
+
+
 class SearchService:
     def __init__(self, store: Store, embedder: EmbeddingProvider, analyzer: Analyzer, settings: Settings,
-                 cache: SearchCache | None = None) -> None:
+                 cache: SearchCache | None = None, reranker: Reranker | None = None,
+                 cases: CaseLeg | None = None) -> None:
         self.store = store
         self.cache = cache
+        self.cases = cases
         self.embedder = embedder
         self.analyzer = analyzer
         self.settings = settings
-        self.strategies = build_strategies(settings)
+        self.reranker = reranker
+        self.strategies = build_strategies(settings, rerank=reranker is not None)
         if settings.default_strategy not in self.strategies:
             raise UnknownStrategyError(
                 f"DEFAULT_STRATEGY {settings.default_strategy!r} is not one of {sorted(self.strategies)}"
@@ -58,13 +81,26 @@ class SearchService:
                 f"unknown strategy {name!r}; choose one of {', '.join(sorted(self.strategies))}"
             ) from None
 
-    async def _bm25_leg(self, query: str, depth: int, filters: SearchFilters) -> list[LegHit]:
+    async def _bm25_leg(self, query: str, depth: int, filters: SearchFilters, visibility: Visibility) -> list[LegHit]:
         terms = await self.analyzer.aquery_terms(query, self.settings.max_query_terms)
-        return await self.store.bm25(terms, depth, filters)
+        return await self.store.bm25(terms, depth, filters, visibility)
 
-    async def _dense_leg(self, query: str, depth: int, filters: SearchFilters) -> list[LegHit]:
-        vector = await self.embedder.embed_query(query)
-        return await self.store.dense(vector, self.embedder.name, depth, filters)
+    async def _dense_leg(self, vector: Callable[[], Awaitable[np.ndarray]], depth: int, filters: SearchFilters,
+                         visibility: Visibility) -> list[LegHit]:
+        return await self.store.dense(await vector(), self.embedder.name, depth, filters, visibility)
+
+    def _query_vector(self, query: str) -> Callable[[], Awaitable[np.ndarray]]:
+        """The query's vector, embedded once for the dense leg and the case leg, whichever asks first (a
+        leg that times out does not cancel it for the other)."""
+        task: asyncio.Future[np.ndarray] | None = None
+
+        def vector() -> Awaitable[np.ndarray]:
+            nonlocal task
+            if task is None:
+                task = asyncio.ensure_future(self.embedder.embed_query(query))
+            return asyncio.shield(task)
+
+        return vector
 
     async def _timed(self, leg: str, work: Awaitable[list[LegHit]], timings: dict[str, float]) -> list[LegHit]:
         start = time.perf_counter()
@@ -73,12 +109,18 @@ class SearchService:
         finally:
             timings[leg] = round((time.perf_counter() - start) * 1000, 3)
 
+    def check_filters(self, filters: SearchFilters) -> None:
+        """FilterLimitError for filters over SEARCH_MAX_METADATA_FILTERS or SEARCH_MAX_FILTER_VALUE_CHARS."""
+        filters.check(self.settings.search_max_metadata_filters, self.settings.search_max_filter_value_chars)
+
     def depth(self, top_k: int) -> int:
         return max(top_k, self.settings.search_candidates)
 
     async def first_look(self, query: str, top_k: int, filters: SearchFilters | None = None) -> list[LegHit]:
         """The BM25 leg alone: cheap (no query embedding), and `search(prefetched=...)` reuses it."""
-        return await self._bm25_leg(query, self.depth(top_k), filters or SearchFilters())
+        filters = filters or SearchFilters()
+        self.check_filters(filters)
+        return await self._bm25_leg(query, self.depth(top_k), filters, effective(filters.visibility))
 
     async def search(
         self,
@@ -88,32 +130,43 @@ class SearchService:
         strategy: str | None = None,
         prefetched: dict[str, list[LegHit]] | None = None,
         cacheable: bool = False,
+        cases: CaseQuery | None = None,
     ) -> SearchResult:
         """`prefetched` holds legs already run for this query, filters and top_k (see `first_look`).
         `cacheable` results come from and go to the search cache (a bandit decision never does: it must
-        be drawn and logged)."""
+        be drawn and logged). Only what `filters.visibility` (within the request's) allows is searched,
+        and a cached result is shared only by searches that see the same. `cases`: case memory is on for
+        this request (the `neural_case_selector` flag): past questions close to it may move passages, and
+        the request is logged for its feedback; never from the cache, whose results the bank outdates."""
         chosen = self.resolve(strategy)
         filters = filters or SearchFilters()
+        self.check_filters(filters)
+        visibility = effective(filters.visibility)
+        if cases is not None and self.cases is not None:
+            return await self._search(query, top_k, filters, visibility, chosen, prefetched, cases)
         if not (cacheable and self.cache is not None and self.cache.enabled):
-            return await self._search(query, top_k, filters, chosen, prefetched)
-        key = await self.cache.key(q=query, top_k=top_k, filters=filters, strategy=chosen.name)
+            return await self._search(query, top_k, filters, visibility, chosen, prefetched)
+        key = await self.cache.key(q=query, top_k=top_k, filters=replace(filters, visibility=None),
+                                   visibility=visibility.digest(), strategy=chosen.name)
         cached = await self.cache.get(key)
         if cached is not None:
             return replace(cached, cached=True)
-        result = await self._search(query, top_k, filters, chosen, prefetched)
+        result = await self._search(query, top_k, filters, visibility, chosen, prefetched)
         await self.cache.put(key, result)
         return result
 
-    async def _search(self, query: str, top_k: int, filters: SearchFilters, chosen: Strategy,
-                      prefetched: dict[str, list[LegHit]] | None) -> SearchResult:
+    async def _search(self, query: str, top_k: int, filters: SearchFilters, visibility: Visibility, chosen: Strategy,
+                      prefetched: dict[str, list[LegHit]] | None, cases: CaseQuery | None = None) -> SearchResult:
         start = time.perf_counter()
         depth = self.depth(top_k)
         timings: dict[str, float] = {}
-        runners = {BM25: self._bm25_leg, DENSE: self._dense_leg}
+        vector = self._query_vector(query)
+        runners = {BM25: lambda: self._bm25_leg(query, depth, filters, visibility),
+                   DENSE: lambda: self._dense_leg(vector, depth, filters, visibility)}
         legs: dict[str, list[LegHit]] = {leg: hits for leg, hits in (prefetched or {}).items() if leg in chosen.legs}
         to_run = [leg for leg in chosen.legs if leg not in legs]
         outcomes = await asyncio.gather(
-            *(self._timed(leg, runners[leg](query, depth, filters), timings) for leg in to_run),
+            *(self._timed(leg, runners[leg](), timings) for leg in to_run),
             return_exceptions=True,
         )
         reasons: list[str] = []
@@ -121,38 +174,117 @@ class SearchService:
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome
-                why = "timed out" if isinstance(outcome, TimeoutError) else f"{type(outcome).__name__}: {outcome}"
-                reasons.append(f"{leg} leg {why}")
-                log.warning("search leg failed", extra={"leg": leg, "reason": why})
+                reasons.append(f"{leg} leg {_what_failed(outcome)}")
+                log.warning("search leg failed", extra={"leg": leg, "reason": f"{type(outcome).__name__}: {outcome}"})
             else:
                 legs[leg] = outcome
         if not legs:
             raise SearchUnavailableError("; ".join(reasons))
 
         fused = chosen.fuse(legs)
-        ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
-        hits = await self._hydrate(ranked, legs)
+        ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        selection = None
+        if cases is not None and self.cases is not None:
+            selection = await self._with_cases(query, ranked[:depth], legs, filters, visibility, chosen.name, vector,
+                                               timings, reasons)
+            if selection is not None and selection.changed:
+                ranked = selection.ranked + ranked[depth:]
+        rerank = chosen.rerank and self.reranker is not None
+        hits = await self._hydrate(ranked[: max(top_k, self.settings.rerank_top_n) if rerank else top_k], legs,
+                                   visibility)
+        if rerank:  # the top N in the reranker's order, any deeper hits after them in fused order
+            n = self.settings.rerank_top_n
+            hits = (await self._reranked(query, hits[:n], timings, reasons) + hits[n:])[:top_k]
+        latency_ms = round((time.perf_counter() - start) * 1000, 3)
+        if cases is not None and self.cases is not None:
+            self._mark_cases(hits, selection)
+            self.cases.record(cases, query, chosen.name, visibility, hits, selection, latency_ms)
         return SearchResult(
             hits=hits,
             strategy=chosen.name,
-            latency_ms=round((time.perf_counter() - start) * 1000, 3),
+            latency_ms=latency_ms,
             total_candidates=len(fused),
             degraded=bool(reasons),
             degraded_reasons=reasons,
             timings_ms=timings,
+            cases=None if cases is None or self.cases is None else {
+                "selector_version": selection.selector_version if selection else None,
+                "rule": selection.rule if selection else None,
+                "case_ids": selection.case_ids if selection else [],
+                "changed": bool(selection and selection.changed)},
         )
 
-    async def _hydrate(self, ranked: list[tuple[int, float]], legs: dict[str, list[LegHit]]) -> list[Hit]:
+    async def _with_cases(self, query: str, ranked: list[tuple[int, float]], legs: dict[str, list[LegHit]],
+                          filters: SearchFilters, visibility: Visibility, strategy: str,
+                          vector: Callable[[], Awaitable[np.ndarray]], timings: dict[str, float],
+                          reasons: list[str]) -> CaseSelection | None:
+        """The case leg under the leg timeout; when it fails, the plain ranking, with the reason named."""
+        assert self.cases is not None
+        ranking = Ranking([cid for cid, _ in ranked], [score for _, score in ranked],
+                          {leg: {h.chunk_id: i for i, h in enumerate(hits, start=1)} for leg, hits in legs.items()})
+        start = time.perf_counter()
+        try:
+            terms = await self.analyzer.aquery_terms(query, self.settings.max_query_terms)
+            return await asyncio.wait_for(self.cases.select(terms, vector, ranking, filters, visibility, strategy),
+                                          timeout=self.settings.leg_timeout_ms / 1000)
+        except Exception as exc:  # noqa: BLE001 - case memory degrades a search, never fails it
+            metrics.CASE_LOOKUPS.labels(outcome="error").inc()
+            reasons.append(f"cases {_what_failed(exc)}; the plain ranking was served")
+            log.warning("case leg failed", extra={"reason": f"{type(exc).__name__}: {exc}"})
+            return None
+        finally:
+            timings["cases"] = round((time.perf_counter() - start) * 1000, 3)
+
+    @staticmethod
+    def _mark_cases(hits: list[Hit], selection: CaseSelection | None) -> None:
+        """Which hits the cases moved up: `ranks["cases"]` (1 = the selector's most likely), the selector's
+        probability in `scores["cases"]`, the cases behind it in `case_ids`."""
+        for hit in hits:
+            found = selection.hits.get(hit.chunk_id) if selection is not None else None
+            hit.ranks["cases"] = found.rank if found else None
+            hit.scores["cases"] = found.probability if found else None
+            hit.case_ids = list(found.case_ids) if found else []
+
+    async def _reranked(self, query: str, hits: list[Hit], timings: dict[str, float], reasons: list[str]) -> list[Hit]:
+        """The candidates in the reranker's order, each scored by it (`scores["rerank"]`); when it fails or
+        runs out of RERANK_TIMEOUT_S, the fused order, counted and named in `reasons`."""
+        assert self.reranker is not None
+        start = time.perf_counter()
+        documents = [f"{h.title}\n{h.text}" if h.title else h.text for h in hits]
+        try:
+            scores = await asyncio.wait_for(self.reranker.rerank(query, documents), self.settings.rerank_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any failure serves the fused order; the request goes on
+            outcome = "timeout" if isinstance(exc, TimeoutError) else "error"
+            metrics.RERANK_CALLS.labels(outcome=outcome).inc()
+            reasons.append("rerank timed out; fused order served" if outcome == "timeout"
+                           else "rerank failed; fused order served")
+            log.warning("rerank failed", extra={"reason": f"{type(exc).__name__}: {exc}"})
+            return hits
+        finally:
+            elapsed = time.perf_counter() - start
+            timings["rerank"] = round(elapsed * 1000, 3)
+            metrics.RERANK_DURATION.observe(elapsed)
+        metrics.RERANK_CALLS.labels(outcome="ok").inc()
+        for hit, score in zip(hits, scores, strict=True):
+            hit.scores["rerank"] = score
+            if score is not None:
+                hit.score = score
+        # Stable: documents the reranker left unscored stay behind the scored ones, in fused order.
+        return sorted(hits, key=lambda h: (h.scores["rerank"] is None, -(h.scores["rerank"] or 0.0)))
+
+    async def _hydrate(self, ranked: list[tuple[int, float]], legs: dict[str, list[LegHit]],
+                       visibility: Visibility) -> list[Hit]:
         if not ranked:
             return []
         positions = {
             leg: {h.chunk_id: (rank, h.score) for rank, h in enumerate(hits, start=1)} for leg, hits in legs.items()
         }
-        rows = await self.store.hydrate([cid for cid, _ in ranked])
+        # Hydration applies the visibility again: a prefetched leg or a chunk moved meanwhile cannot slip out.
+        rows = await self.store.hydrate([cid for cid, _ in ranked], visibility)
         hits = []
         for chunk_id, score in ranked:
             row = rows.get(chunk_id)
-            if row is None:  # deleted between retrieval and hydration
+            if row is None:  # deleted between retrieval and hydration (or not visible)
                 continue
             hits.append(
                 Hit(
@@ -165,6 +297,7 @@ class SearchService:
                     taxonomy_path=row.taxonomy_path,
                     external_id=row.external_id,
                     language=row.language,
+                    collection=row.collection,
                     ranks={leg: positions.get(leg, {}).get(chunk_id, (None, None))[0] for leg in (BM25, DENSE)},
                     scores={leg: positions.get(leg, {}).get(chunk_id, (None, None))[1] for leg in (BM25, DENSE)},
                 )

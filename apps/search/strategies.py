@@ -19,19 +19,25 @@ DENSE = "dense"
 Fuser = Callable[[dict[str, list[LegHit]]], dict[int, float]]
 
 
+RERANK_SUFFIX = "+rerank"
+
+
 @dataclass(frozen=True)
 class Strategy:
     name: str
     legs: tuple[str, ...]
     fuse: Fuser
     description: str
+    rerank: bool = False  # the fused top RERANK_TOP_N go through the reranker before the top k are cut
+    cost_usd: float = 0.0  # what one search with it costs beyond the machine (a hosted reranker's call)
 
 
 def _single(leg: str) -> Fuser:
     return lambda legs: {h.chunk_id: h.score for h in legs.get(leg, [])}
 
 
-def build_strategies(settings: Settings) -> dict[str, Strategy]:
+def build_strategies(settings: Settings, rerank: bool = False) -> dict[str, Strategy]:
+    """The fixed strategies and, with a reranker (`rerank`), each of them reranked: `hybrid_cc+rerank`."""
     w = settings.cc_dense_weight
     strategies = [
         Strategy(BM25, (BM25,), _single(BM25), "BM25 over analysed tokens, computed by the database"),
@@ -45,4 +51,9 @@ def build_strategies(settings: Settings) -> dict[str, Strategy]:
             f"convex combination of min-max normalised BM25 and dense scores (dense weight {w})",
         ),
     ]
+    if rerank:
+        strategies += [Strategy(s.name + RERANK_SUFFIX, s.legs, s.fuse,
+                                f"{s.description}; its top {settings.rerank_top_n} reordered by the "
+                                f"{settings.rerank_provider} reranker", rerank=True,
+                                cost_usd=settings.rerank_cost_per_call_usd) for s in strategies]
     return {s.name: s for s in strategies}

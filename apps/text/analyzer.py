@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -31,6 +32,16 @@ _KOREAN_CONTENT_TAGS = frozenset({"NNG", "NNP", "NR", "VV", "VA", "XR", "SH", "S
 _LATIN_TAG = "SL"
 _HANGUL_RUNS = re.compile(r"([\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]+)")
 KOREAN_ANALYZERS = ("kiwi", "bigram")
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+# One entry may take at most this share of the budget: a 10,000-character Korean text holds ~0.85 MB of
+# tokens, and a few such queries must not flush the sentences every answer re-analyses.
+_MAX_ENTRY_SHARE = 64
+
+
+def _entry_bytes(text: str, tokens: tuple[str, ...]) -> int:
+    """What an entry holds: its key, the tuple and its strings (shared strings count each time: an upper
+    bound), plus the cache's own bookkeeping per entry."""
+    return sys.getsizeof(text) + sys.getsizeof(tokens) + sum(map(sys.getsizeof, tokens)) + 200
 
 
 def _script_runs(word: str) -> list[tuple[str, bool]]:
@@ -42,7 +53,7 @@ class Analyzer:
     """`tokens()` for threads (ingestion, grounding), `atokens()`/`aquery_terms()` for the event loop:
     a cache miss there runs on the analyser's own thread, so Korean analysis never blocks the loop."""
 
-    def __init__(self, korean: str = "kiwi") -> None:
+    def __init__(self, korean: str, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         if korean not in KOREAN_ANALYZERS:
             raise ValueError(f"unknown Korean analyser {korean!r}; choose one of {', '.join(KOREAN_ANALYZERS)}")
         self.korean = korean
@@ -52,7 +63,10 @@ class Analyzer:
         self._kiwi_lock = threading.Lock()
         # A pure function of the text, and answer composition re-analyses the same chunks and
         # sentences for every question that retrieves them: Korean morphological analysis is the cost.
-        self._cache: LRUCache[str, tuple[str, ...]] = LRUCache(maxsize=16384)
+        # Bounded by bytes, not entries: entries range from a word to a 10,000-character query.
+        self._cache: LRUCache[str, tuple[tuple[str, ...], int]] = LRUCache(
+            maxsize=cache_bytes, getsizeof=lambda entry: entry[1])
+        self._max_entry_bytes = cache_bytes // _MAX_ENTRY_SHARE
         self._cache_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyse")
 
@@ -101,15 +115,28 @@ class Analyzer:
 
     def _cached(self, text: str) -> tuple[str, ...] | None:
         with self._cache_lock:
-            return self._cache.get(text)
+            entry = self._cache.get(text)
+        return entry[0] if entry is not None else None
 
     def tokens(self, text: str) -> tuple[str, ...]:
         found = self._cached(text)
         if found is None:
             found = self._analyse(text)
-            with self._cache_lock:
-                self._cache[text] = found
+            size = _entry_bytes(text, found)
+            if size <= self._max_entry_bytes:  # a larger one is analysed again if it comes back
+                with self._cache_lock:
+                    self._cache[text] = (found, size)
         return found
+
+    @property
+    def cached_bytes(self) -> int:
+        """The cache's size by the same count that bounds it."""
+        with self._cache_lock:
+            return int(self._cache.currsize)
+
+    def clear(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
 
     async def atokens(self, text: str) -> tuple[str, ...]:
         found = self._cached(text)
@@ -125,15 +152,8 @@ class Analyzer:
         return list(dict.fromkeys(await self.atokens(text)))[:limit]
 
 
-@lru_cache(maxsize=2)
-def _analyzer(korean: str) -> Analyzer:
-    return Analyzer(korean)
-
-
-def get_analyzer(korean: str | None = None) -> Analyzer:
-    """One analyser per Korean method per process; the configured one unless asked for another."""
-    if korean is None:
-        from apps.core.config import get_settings
-
-        korean = get_settings().korean_analyzer
-    return _analyzer(korean)
+@lru_cache(maxsize=4)
+def get_analyzer(korean: str, cache_bytes: int = DEFAULT_CACHE_BYTES) -> Analyzer:
+    """One analyser per Korean method (and cache budget) per process: the Kiwi model loads once. The
+    method is the caller's to pass (the runtime passes `KOREAN_ANALYZER`); nothing here reads settings."""
+    return Analyzer(korean, cache_bytes)

@@ -12,10 +12,10 @@ _QUESTION_CUES = {
     "why": ("why", "왜"),
     "how": ("how", "어떻게", "얼마나", "몇"),
 }
-_YES_NO = re.compile(
-    r"^\s*(is|are|was|were|do|does|did|can|could|should|will|would|has|have|had)\b|(인가요|입니까|나요|는가)\s*\??\s*$",
-    re.IGNORECASE,
-)
+_YES_NO_OPENING = re.compile(r"(is|are|was|were|do|does|did|can|could|should|will|would|has|have|had)\b",
+                             re.IGNORECASE)
+# Checked on the stripped end of the text, not with `\s*\??\s*$` (quadratic on a run of spaces).
+_YES_NO_ENDINGS = ("인가요", "입니까", "나요", "는가")
 
 
 # English cues are whole words ("show" is not "how"); Korean cues are parts of eojeol (누구인가 ← 누구).
@@ -30,4 +30,10 @@ def question_type(question: str) -> str:
     for kind, pattern in _CUE_PATTERNS.items():
         if pattern.search(question):
             return kind
-    return "yesno" if _YES_NO.search(question) else "other"
+    return "yesno" if _is_yes_no(question) else "other"
+
+
+def _is_yes_no(question: str) -> bool:
+    if _YES_NO_OPENING.match(question.lstrip()):
+        return True
+    return question.rstrip().removesuffix("?").rstrip().endswith(_YES_NO_ENDINGS)

@@ -77,10 +77,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
 
 @pytest.fixture
 def page() -> Iterator[Page]:
+    refused: list[str] = []
     with chromium() as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 1400})
-        yield context.new_page()
+        page = context.new_page()
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        yield page
         context.close()
+    assert refused == []  # the page's Content-Security-Policy refuses nothing the page does
 
 
 def login(page: Page, base: str, api_key: str) -> None:
@@ -119,6 +123,7 @@ def test_admin_sees_charts_learning_and_health(server: tuple[str, str, str], pag
     assert page.locator("#chart-rate line.mark").count() >= 1  # the rollback, on the time axis
     expect(page.locator("#verdicts tbody")).to_contain_text("breach")
     assert int(page.get_attribute("#qtable", "data-cells") or 0) > 0
+    assert page.eval_on_selector("#qtable td.cell:not(.empty)", "td => td.style.background").startswith("rgb")
     assert page.locator("#qtable td.greedy").count() == page.locator("#qtable tbody tr").count() > 0
     expect(page.locator("#decisions tbody tr").first).to_be_visible()
     expect(page.locator("#learning-facts")).to_contain_text("DR ")

@@ -176,6 +176,28 @@ def _raw(base: str, payload: bytes) -> tuple[str, float]:
     return reply.decode("latin-1"), time.monotonic() - start
 
 
+def _trickle(base: str, head: bytes, every_s: float, for_s: float) -> tuple[str, float]:
+    """Send `head`, then one body byte every `every_s` until the server answers (or `for_s` passes)."""
+    host, port = base.removeprefix("http://").split(":")
+    start = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=for_s) as sock:
+        sock.sendall(head)
+        sock.settimeout(every_s)
+        reply = b""
+        while b"\r\n\r\n" not in reply and time.monotonic() - start < for_s:
+            try:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            except TimeoutError:
+                try:
+                    sock.sendall(b" ")
+                except OSError:
+                    break
+    return reply.decode("latin-1"), time.monotonic() - start
+
+
 def test_slow_and_oversized_bodies(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'body.db'}"
     upgrade(url)
@@ -184,6 +206,9 @@ def test_slow_and_oversized_bodies(tmp_path: Path) -> None:
         head = (b"POST /api/v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 b"X-API-Key: " + key + b"\r\nContent-Length: 1000\r\n\r\n")
         reply, seconds = _raw(base, head + b'{"q": "vit')  # 10 of 1,000 bytes, then silence
+        assert reply.startswith("HTTP/1.1 408") and 0.9 < seconds < 4, (reply[:200], seconds)
+        # Never silent for a second, yet never done: the timeout bounds the whole body, not each piece.
+        reply, seconds = _trickle(base, head, every_s=0.3, for_s=8)
         assert reply.startswith("HTTP/1.1 408") and 0.9 < seconds < 4, (reply[:200], seconds)
         # No Content-Length to go by: a chunked body is counted as it arrives and cut off at the limit.
         chunk = b"x" * 65536

@@ -63,10 +63,11 @@ async def test_timeseries_buckets_agree_with_the_one_percentile_definition(api: 
         variant = "new" if i % 3 else "legacy"
         rows.append({"ts": now - timedelta(seconds=5 + 7 * i), "endpoint": "/api/v1/search" if i % 2 else "/answer",
                      "method": "POST", "status": 500 if i % 11 == 4 else 200, "latency_ms": float((i * 37) % 101),
-                     "variant": variant})
-    # Not on the canary's routes, and outside the window: neither may count.
+                     "variant": variant, "authenticated": True})
+    # Not on the canary's routes, outside the window, without a valid key: none may count.
     rows.append({**rows[0], "endpoint": "/health", "latency_ms": 1e6})
     rows.append({**rows[0], "ts": now - timedelta(hours=2), "latency_ms": 1e6})
+    rows.append({**rows[0], "authenticated": False, "status": 500, "latency_ms": 1e6})
     async with api.runtime.engine.begin() as conn:
         await conn.execute(insert(RequestEvent), rows)
 

@@ -109,7 +109,7 @@ def _gemini_pipeline(runtime, server: FakeGemini, **settings) -> AnswerPipeline:
     s = runtime.settings.model_copy(update=settings)
     provider = GeminiProvider("test-key", "gemini-2.5-flash", base_url=server.url, backoff_s=0.01,
                               input_cost_per_mtok=0.30, output_cost_per_mtok=2.50)
-    return AnswerPipeline(runtime.bandit, provider, get_analyzer(), s, runtime.flags)
+    return AnswerPipeline(runtime.bandit, provider, get_analyzer(s.korean_analyzer), s, runtime.flags)
 
 
 async def test_gemini_agents_debate_and_their_tokens_are_counted(runtime, gemini) -> None:

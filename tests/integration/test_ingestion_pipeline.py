@@ -3,58 +3,22 @@ lexical index following KOREAN_ANALYZER through `reindex`; both backends."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-import numpy as np
 import pytest
 from sqlalchemy import text
 
 from apps.core.config import load_settings
 from apps.ingestion.documents import SourceDocument
 from apps.ingestion.errors import AnalyzerMismatchError
-from apps.ingestion.service import IngestionService
 from apps.runtime import build_runtime
 from tests.support.corpus import corpus
-
-
-class SlowCountingEmbedder:
-    """The real embedder's vectors, slowly, counting every text it is asked for; fails on request."""
-
-    def __init__(self, inner, delay_s: float = 0.0, fail_on_call: int | None = None) -> None:
-        self.inner, self.delay_s, self.fail_on_call = inner, delay_s, fail_on_call
-        self.name, self.dim = inner.name, inner.dim
-        self.calls: list[tuple[float, float, int]] = []  # (start, end, texts)
-
-    async def ready(self) -> None:
-        await self.inner.ready()
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
-
-    async def embed_query(self, text: str) -> np.ndarray:
-        return await self.inner.embed_query(text)
-
-    async def embed_passages(self, texts: list[str]) -> np.ndarray:
-        start = time.perf_counter()
-        if self.fail_on_call is not None and len(self.calls) + 1 == self.fail_on_call:
-            raise RuntimeError("embedding server went away")
-        await asyncio.sleep(self.delay_s)
-        vectors = await self.inner.embed_passages(texts)
-        self.calls.append((start, time.perf_counter(), len(texts)))
-        return vectors
-
-    async def aclose(self) -> None:
-        return None
+from tests.support.ingestion import SlowCountingEmbedder, service
 
 
 def documents(n: int) -> list[SourceDocument]:
     return [SourceDocument(text=f"Document {i} is about topic {i} and its many details.", title=f"Doc {i}",
                            external_id=f"doc-{i}") for i in range(n)]
-
-
-def service(runtime, embedder) -> IngestionService:
-    return IngestionService(runtime.store, embedder, runtime.ingestion.analyzer, runtime.settings)
 
 
 async def test_the_next_batch_is_prepared_while_this_one_embeds(runtime) -> None:

@@ -1,19 +1,25 @@
 """Durable jobs on SQLite and PostgreSQL: the 202 protocol, idempotency under concurrency, the
-ownership rules of the job store, fallback when Redis is away, migrate-pending-jobs, and the
-rollback monitor's triggers under a controlled clock."""
+ownership rules of the job store, fallback when Redis is away, migrate-pending-jobs, the rollback
+monitor's triggers under a controlled clock, and the jobs' owners, quota and cleanup."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import delete, func, select, update
 
+from apps.core.api_keys import Scope
 from apps.core.db import write_transaction
 from apps.core.models import Chunk, Document, Job, JobEvent, JobPayload, utcnow
+from apps.core.retention import Retention
 from apps.jobs.monitor import RollbackMonitor
 from apps.jobs.queue import JobQueue
+from apps.jobs.service import JobStateError
 from apps.jobs.store import IN_PROCESS, QUEUE, JobStore, Payload, StaleAttemptError
 from apps.rollout.flags import FlagContext
 from tests.support.api import Api, api_client
@@ -28,8 +34,8 @@ async def api(settings):
 
 async def _final(api: Api, job_id: str, timeout: float = 60) -> dict:
     async with asyncio.timeout(timeout):
-        while True:
-            job = (await api.client.get(f"/api/v1/jobs/{job_id}", headers=api.headers("read"))).json()
+        while True:  # an admin key sees every key's jobs
+            job = (await api.client.get(f"/api/v1/jobs/{job_id}", headers=api.headers("admin"))).json()
             if job["status"] in ("succeeded", "failed", "cancelled", "dead_letter"):
                 return job
             await asyncio.sleep(0.05)
@@ -236,3 +242,175 @@ async def test_rollback_on_worker_crashes_and_queue_latency(runtime) -> None:
     result = await monitor.check()
     assert result["action"] == "rolled_back" and "oldest queued job" in result["reasons"][0]
     assert len(await _rolled_back(runtime)) == 2
+
+
+# --- owners, quota, cleanup -------------------------------------------------------------------------
+
+async def _key_id(api: Api, plaintext: str) -> str:
+    key = await api.runtime.keys.verify(plaintext)
+    assert key is not None
+    return key.id
+
+
+async def _parked(api: Api, job_id: str, owner: str | None, text: str = "Parked.") -> None:
+    """A queued queue-mode job with a stored payload: nothing runs it while the test looks at it."""
+    async with write_transaction(api.runtime.engine) as conn:
+        await api.runtime.jobs.store.create(conn, job_id, "ingest", QUEUE, "", 3, total=1, owner=owner,
+                                            payloads=[Payload(None, {"text": text}, None)])
+
+
+async def _payload_rows(api: Api, job_id: str) -> int:
+    async with api.runtime.engine.connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(JobPayload)
+                                   .where(JobPayload.job_id == job_id))).scalar_one()
+
+
+async def test_a_key_sees_and_cancels_only_its_own_jobs(api: Api, caplog) -> None:
+    c = api.client
+    mine = api.headers("write")
+    _, other_key = await api.runtime.keys.create(Scope.write, name="someone else")
+    other = {"X-API-Key": other_key}
+    r = await c.post("/api/v1/documents", headers=mine, json={"text": "Owned by the write key."})
+    job_id = r.json()["job_id"]
+    job = await _final(api, job_id)
+    assert job["owner"] == await _key_id(api, api.keys["write"]) and job["error_kind"] is None
+    for headers in (other, api.headers("read")):  # not the submitter: as if there were no such job
+        assert (await c.get(f"/api/v1/jobs/{job_id}", headers=headers)).status_code == 404
+        assert (await c.get(f"/api/v1/jobs/{job_id}/events", headers=headers)).status_code == 404
+        assert (await c.get("/api/v1/jobs", headers=headers)).json() == []
+    assert (await c.get(f"/api/v1/jobs/{job_id}", headers=mine)).status_code == 200
+    assert [j["job_id"] for j in (await c.get("/api/v1/jobs", headers=mine)).json()] == [job_id]
+    await _parked(api, "parked1", await _key_id(api, api.keys["write"]))
+    await _parked(api, "parked2", None)  # a CLI job: no owner, an admin's business
+    assert {j["job_id"] for j in (await c.get("/api/v1/jobs", headers=api.headers("admin"))).json()} == {
+        job_id, "parked1", "parked2"}
+    assert (await c.post("/api/v1/jobs/parked1/cancel", headers=other)).status_code == 404
+    assert (await c.post("/api/v1/jobs/parked2/cancel", headers=mine)).status_code == 404
+    assert (await api.runtime.jobs.store.get("parked1")).status == "queued"
+    with caplog.at_level(logging.INFO, logger="apps.jobs.service"):
+        cancelled = await c.post("/api/v1/jobs/parked1/cancel", headers=mine)
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        by_admin = await c.post("/api/v1/jobs/parked2/cancel", headers=api.headers("admin"))
+        assert by_admin.status_code == 200 and by_admin.json()["status"] == "cancelled"
+    actors = {r.job_id: r.actor for r in caplog.records if r.getMessage() == "job cancelled"}
+    assert actors == {"parked1": await _key_id(api, api.keys["write"]),
+                      "parked2": await _key_id(api, api.keys["admin"])}
+    async with api.runtime.engine.connect() as conn:
+        events = (await conn.execute(select(JobEvent.job_id, JobEvent.detail)
+                                     .where(JobEvent.event == "cancelled"))).all()
+    assert {e.job_id: e.detail["actor"] for e in events} == actors
+    again = await c.post("/api/v1/jobs/parked1/cancel", headers=mine)
+    assert again.status_code == 409 and "is cancelled" in again.json()["detail"]
+
+
+async def test_quota_of_queued_jobs_per_key(settings) -> None:
+    """Jobs stay queued on a queue no worker reads; of concurrent submissions over the quota exactly
+    the quota's worth are accepted, the rest get a 429 and store nothing."""
+    redis = RedisServer()
+    env = settings.model_copy(update={"redis_url": redis.url, "job_max_queued_per_key": 3})
+    try:
+        async with api_client(env) as api:
+            await api.runtime.flags.set("durable_worker", actor="test", reason="queue, no workers", enabled=True)
+            h = api.headers("write")
+            responses = await asyncio.gather(*[
+                api.client.post("/api/v1/documents", headers=h, json={"text": f"Queued document {i}."})
+                for i in range(6)])
+            assert sorted(r.status_code for r in responses) == [202] * 3 + [429] * 3
+            refused = next(r for r in responses if r.status_code == 429)
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert "JOB_MAX_QUEUED_PER_KEY=3" in refused.json()["detail"] and refused.json()["request_id"]
+            owner = await _key_id(api, api.keys["write"])
+            async with api.runtime.engine.connect() as conn:
+                owned = (await conn.execute(select(Job.id).where(Job.owner_key_id == owner))).scalars().all()
+            assert len(owned) == 3 and {(await api.runtime.jobs.store.get(j)).status for j in owned} == {"queued"}
+            # Another key has its own quota; a cancelled job frees a place.
+            other = await api.client.post("/api/v1/documents", headers=api.headers("admin"), json={"text": "Mine."})
+            assert other.status_code == 202
+            assert (await api.client.post(f"/api/v1/jobs/{owned[0]}/cancel", headers=h)).status_code == 200
+            assert (await api.client.post("/api/v1/documents", headers=h, json={"text": "Now."})).status_code == 202
+            assert (await api.client.post("/api/v1/documents", headers=h, json={"text": "Full."})).status_code == 429
+    finally:
+        redis.stop()
+
+
+async def test_cancelled_and_dead_lettered_jobs_drop_their_payloads(api: Api) -> None:
+    jobs = api.runtime.jobs
+    await _parked(api, "c1", None)
+    await _parked(api, "d1", None)
+    assert await _payload_rows(api, "c1") == await _payload_rows(api, "d1") == 1
+    assert await jobs.cancel("c1", actor="test")
+    assert await jobs.store.dead_letter("d1", "drill")
+    assert await _payload_rows(api, "c1") == await _payload_rows(api, "d1") == 0
+    with pytest.raises(JobStateError, match="input was deleted"):  # nothing left to ingest: refuse, do not "succeed"
+        await jobs.retry("c1")
+    assert (await jobs.store.get("c1")).status == "cancelled"
+    with pytest.raises(JobStateError, match="no job"):
+        await jobs.retry("nope")
+
+
+async def test_a_failed_job_says_what_kind_of_failure(api: Api) -> None:
+    r = await api.client.post("/api/v1/documents", headers=api.headers("write"),
+                              files={"file": ("empty.txt", b"   ", "text/plain")})
+    job = await _final(api, r.json()["job_id"])
+    assert job["status"] == "failed" and job["error_kind"] == "invalid_input" and job["attempts"] == 1
+    assert job["error"] == "empty.txt: contains no text"  # the user's message, no exception class name
+
+
+async def test_retention_prunes_finished_jobs_their_payloads_and_events(api: Api) -> None:
+    old = utcnow() - timedelta(days=api.runtime.settings.job_retention_days + 1)
+    for job_id in ("old-done", "old-queued", "new-done"):
+        await _parked(api, job_id, None)
+    async with write_transaction(api.runtime.engine) as conn:
+        await conn.execute(update(Job).where(Job.id == "old-done").values(status="succeeded", finished_at=old,
+                                                                          updated_at=old))
+        await conn.execute(update(Job).where(Job.id == "old-queued").values(created_at=old, updated_at=old))
+        await conn.execute(update(Job).where(Job.id == "new-done").values(status="failed", finished_at=utcnow()))
+        for job_id, at in (("old-done", old), ("new-done", utcnow())):
+            await conn.execute(JobEvent.__table__.insert().values(job_id=job_id, at=at, event="moved", detail={}))
+    deleted = await Retention(api.runtime.engine, api.runtime.settings).prune_once()
+    assert (deleted["jobs"], deleted["job_payloads"], deleted["job_events"]) == (1, 1, 1)
+    async with api.runtime.engine.connect() as conn:
+        assert set((await conn.execute(select(Job.id))).scalars()) == {"old-queued", "new-done"}
+        assert set((await conn.execute(select(JobEvent.job_id))).scalars()) == {"new-done"}
+    assert await _payload_rows(api, "old-queued") == 1  # a queued job keeps its input however old
+    assert (await Retention(api.runtime.engine, api.runtime.settings).prune_once())["jobs"] == 0
+
+
+async def test_events_stream_ends_after_its_maximum_duration(settings) -> None:
+    async with api_client(settings.model_copy(update={"job_events_max_s": 1.0})) as api:
+        await _parked(api, "stuck", await _key_id(api, api.keys["read"]))
+        async with asyncio.timeout(15):
+            r = await api.client.get("/api/v1/jobs/stuck/events", headers=api.headers("read"))
+        blocks = [b.split("\n") for b in r.text.strip().split("\n\n")]
+        assert [b[0] for b in blocks] == ["event: progress", "event: timeout"]
+        assert json.loads(blocks[-1][1].removeprefix("data: "))["status"] == "queued"
+
+
+async def _chunked(body: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(body), 64):
+        yield body[i:i + 64]
+
+
+async def test_wait_goes_by_the_body_received_not_content_length(settings) -> None:
+    """A chunked body has no Content-Length; it must not count as empty and hold the request."""
+    async with api_client(settings.model_copy(update={"wait_limit_bytes": 200})) as api:
+        h = {**api.headers("write"), "Content-Type": "application/json"}
+        big = json.dumps({"text": "Big chunked body. " * 30}).encode()
+        r = await api.client.post("/api/v1/documents?wait=true", headers=h, content=_chunked(big))
+        assert "content-length" not in r.request.headers
+        assert r.status_code == 202 and set(r.json()) == {"job_id", "status"}, r.text
+        small = json.dumps({"text": "Small chunked body."}).encode()
+        r = await api.client.post("/api/v1/documents?wait=true", headers=h, content=_chunked(small))
+        assert r.status_code == 201 and r.json()["status"] == "created"
+
+
+async def test_wait_maps_the_failure_kind_not_its_text(api: Api) -> None:
+    """An index on another embedding model is a 409 (reindex first), an unreadable input a 422."""
+    h = api.headers("write")
+    assert (await api.client.post("/api/v1/documents?wait=true", headers=h, json={"text": "First."})).status_code == 201
+    async with write_transaction(api.runtime.engine) as conn:  # as if the corpus came from another model
+        await conn.exec_driver_sql("UPDATE embeddings SET model = 'other-model'")
+    r = await api.client.post("/api/v1/documents?wait=true", headers=h, json={"text": "Second."})
+    assert r.status_code == 409 and "run `dtrag reindex` first" in r.json()["detail"], r.text
+    listed = (await api.client.get("/api/v1/jobs?status=failed", headers=h)).json()
+    assert [j["error_kind"] for j in listed] == ["conflict"] and listed[0]["attempts"] == 1

@@ -19,7 +19,7 @@ from apps.runtime import Runtime, build_runtime
 from tests.support.corpus import CORPUS, corpus
 from tests.support.server import run_cli, running_server
 
-METADATA = {"chunk_id", "doc_id", "score", "strategy", "source_url", "title", "taxonomy_path"}
+METADATA = {"chunk_id", "doc_id", "score", "strategy", "source_url", "title", "taxonomy_path", "collection"}
 
 
 def _check_vitamin(docs: list[Document], strategy: str | None = None) -> None:
@@ -88,6 +88,13 @@ def test_configuration_errors() -> None:
         DtRagRetriever(base_url="http://127.0.0.1:1")
     with pytest.raises(ValueError):
         DtRagRetriever(base_url="http://127.0.0.1:1", api_key="k", top_k=0)
+    with pytest.raises(ValueError, match="api_key"):
+        DtRagRetriever(base_url="http://127.0.0.1:1", api_key="")
+    # The key is a secret: a retriever printed, logged or serialised does not show it.
+    retriever = DtRagRetriever(base_url="http://127.0.0.1:1", api_key="dtr_abcd1234_topsecretvalue")
+    for shown in (repr(retriever), str(retriever), retriever.model_dump_json(), str(retriever.model_dump())):
+        assert "topsecretvalue" not in shown
+    assert retriever.api_key.get_secret_value() == "dtr_abcd1234_topsecretvalue"
 
 
 def test_over_http_with_a_read_key(database_url: str, tmp_path) -> None:

@@ -33,7 +33,7 @@ def events() -> list[dict[str, Any]]:
         for i, ms in enumerate(latencies):
             rows.append({"ts": now - timedelta(seconds=rng.uniform(1, 600)), "endpoint": endpoint, "method": "POST",
                          "status": 500 if i % 7 == 3 else 200, "latency_ms": ms, "variant": variant,
-                         **dict.fromkeys(OPTIONAL), **extra})
+                         "authenticated": True, **dict.fromkeys(OPTIONAL), **extra})
 
     add("new", [float(v) for v in range(20, 0, -1)], strategy="bm25", quality=0.5)
     add("legacy", [42.125], strategy="dense", quality=0.75)
@@ -102,6 +102,13 @@ async def test_sql_aggregates_equal_the_one_percentile_definition(database_url: 
     empty = (await log.window(1e-4))["total"]  # the last 6 ms: no events
     assert empty == {"requests": 0, "errors": 0, "error_rate": 0.0,
                      "latency_ms": {"p50": 0.0, "p95": 0.0, "p99": 0.0, "mean": 0.0}}
+
+    # A request without a valid key shows in the totals, never where decisions are made.
+    async with engine.begin() as conn:
+        await conn.execute(insert(RequestEvent), [{**rows[0], "ts": utcnow(), "status": 500, "authenticated": False}])
+    assert await log.by_variant(60) == by_variant
+    assert without_mean((await log.window(60, authenticated_only=True))["total"]) == expected(rows)
+    assert (await log.window(60))["total"]["requests"] == len(rows) + 1
     await engine.dispose()
 
 

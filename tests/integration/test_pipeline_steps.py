@@ -35,7 +35,7 @@ def gemini():
 
 def pipeline(runtime, provider=None, **settings) -> AnswerPipeline:
     s = runtime.settings.model_copy(update=settings)
-    analyzer = get_analyzer()
+    analyzer = get_analyzer(s.korean_analyzer)
     return AnswerPipeline(runtime.bandit, provider or build_provider(s, analyzer, "extractive"), analyzer, s,
                           runtime.flags)
 

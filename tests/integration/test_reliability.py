@@ -165,7 +165,7 @@ async def test_health_stays_fast_while_a_pdf_is_parsed_and_korean_questions_are_
             r = await api.client.post("/api/v1/documents", headers=api.headers("write"),
                                       files={"file": ("big.pdf", data, "application/pdf")})
             assert r.status_code == 202, r.text  # accepted as a job; parsed and embedded off the request
-            assert (await api.runtime.jobs.wait(r.json()["job_id"], 120))["status"] == "succeeded"
+            assert (await api.runtime.jobs.wait(r.json()["job_id"], 120)).status == "succeeded"
 
         async def korean(i: int) -> None:
             r = await api.client.post("/answer", headers=api.headers("read"),

@@ -69,7 +69,8 @@ async def test_prune_deletes_only_what_is_past_retention_in_batches(engine, data
                     lambda _c, _cur, sql, *_: sql.startswith("DELETE FROM request_events") and deletes.append(sql))
     retention = Retention(engine, load_settings(database_url=database_url), batch_size=5, pause_s=0)
     assert await retention.prune_once() == {"request_events": 12, "bandit_decisions": 2, "idempotency_keys": 1,
-                                            "canary_evaluations": 3}
+                                            "canary_evaluations": 3, "job_payloads": 0, "jobs": 0, "job_events": 0,
+                                            "conversation_turns": 0, "conversations": 0, "feedback": 0}
     assert await count(engine, RequestEvent) == 2
     assert len(deletes) == 3  # 5 + 5 + 2: no statement deletes more than a batch
     async with engine.connect() as conn:
@@ -78,7 +79,9 @@ async def test_prune_deletes_only_what_is_past_retention_in_batches(engine, data
         kept = (await conn.execute(select(CanaryEvaluation.flag).order_by(CanaryEvaluation.id))).scalars().all()
     assert kept == ["new_pipeline", "old_flag"]
     assert await retention.prune_once() == dict.fromkeys(
-        ("request_events", "bandit_decisions", "idempotency_keys", "canary_evaluations"), 0)
+        ("request_events", "bandit_decisions", "idempotency_keys", "canary_evaluations", "job_payloads", "jobs",
+         "job_events", "conversation_turns", "conversations", "feedback"), 0)
+    # jobs: tests/integration/test_jobs.py; conversations and feedback: tests/integration/test_conversations.py
 
 
 async def test_the_periodic_prune_runs_and_stops(engine, database_url: str) -> None:

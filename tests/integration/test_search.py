@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
+from apps.core.visibility import EVERYTHING
 from apps.runtime import Runtime
 from apps.search.service import SearchUnavailableError, UnknownStrategyError
 from apps.search.types import SearchFilters
@@ -89,7 +90,7 @@ async def test_filters(loaded: Runtime) -> None:
 
 async def _dense_ids(rt: Runtime, filters: SearchFilters | None = None) -> list[tuple[int, float]]:
     vector = await rt.search.embedder.embed_query("learning from data")
-    hits = await rt.store.dense(vector, rt.search.embedder.name, 100, filters or SearchFilters())
+    hits = await rt.store.dense(vector, rt.search.embedder.name, 100, filters or SearchFilters(), EVERYTHING)
     return [(h.chunk_id, round(h.score, 5)) for h in hits]
 
 

@@ -24,13 +24,15 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 
 
 @contextmanager
-def running_server(database_url: str, log_dir: Path, workers: int = 2, **extra_env: str) -> Iterator[tuple[str, dict]]:
+def running_server(database_url: str, log_dir: Path, workers: int = 2, cwd: Path = ROOT,
+                   **extra_env: str) -> Iterator[tuple[str, dict]]:
+    """`cwd`: where the server looks for its `.env` files."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "e2e-secret-key-0123456789",
            "LOG_LEVEL": "WARNING", **extra_env}
     log_path = log_dir / f"server-{port}.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(DTRAG + ["serve", "--port", str(port), "--workers", str(workers)], cwd=ROOT,
+        proc = subprocess.Popen(DTRAG + ["serve", "--port", str(port), "--workers", str(workers)], cwd=cwd,
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:

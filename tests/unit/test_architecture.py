@@ -6,7 +6,14 @@ import ast
 from pathlib import Path
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
-ENTRY_POINTS = ("apps.api", "apps.cli", "apps.bench", "apps.integrations", "apps.runtime")
+# The runbooks' door modules and the RQ worker are entry points too: they reach the root directly.
+DOORS = ("apps.api.env_manager", "apps.orchestration.src.langgraph_pipeline",
+         "apps.orchestration.src.bandit.q_learning", "apps.orchestration.src.bandit.replay_buffer",
+         "apps.orchestration.src.meta_planner", "apps.jobs.worker")
+ENTRY_POINTS = ("apps.api", "apps.cli", "apps.bench", "apps.integrations", "apps.doors", "apps.runtime", *DOORS)
+# Only the root (and the modules that define them) read settings or make engines.
+ROOT_ONLY_CALLS = {"get_settings", "load_settings", "create_engine", "create_async_engine"}
+DEFINERS = {"apps.core.config", "apps.core.db"}
 # What each layer may import from the project, besides itself (the README's folder table).
 ALLOWED = {
     "apps.core": (),
@@ -44,6 +51,19 @@ def _graph() -> dict[str, set[str]]:
     return {_module(p): _imports(p) for p in APPS.rglob("*.py")}
 
 
+def _is_entry_point(module: str) -> bool:
+    return any(module == e or module.startswith(e + ".") for e in ENTRY_POINTS)
+
+
+def _calls(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            names.add(f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else "")
+    return names
+
+
 def test_layers_point_inward_only() -> None:
     offences = []
     for module, imports in _graph().items():
@@ -53,8 +73,39 @@ def test_layers_point_inward_only() -> None:
         for imported in imports:
             if imported.startswith(layer) or imported == "apps":
                 continue
-            if not imported.startswith(ALLOWED[layer]) or imported.startswith(ENTRY_POINTS):
+            if _is_entry_point(module):
+                continue  # a door module inside a layer may reach the root
+            if not imported.startswith(ALLOWED[layer]) or _is_entry_point(imported):
                 offences.append(f"{module} imports {imported}")
+    assert offences == []
+
+
+def test_nothing_imports_a_door() -> None:
+    """The doors are for people's scripts and the other entry points; the layers use what they stand in
+    front of."""
+    offences = [f"{module} imports {imported}" for module, imports in _graph().items()
+                for imported in imports if imported in DOORS and not _is_entry_point(module)]
+    assert offences == []
+
+
+def test_only_the_root_reads_settings_and_makes_engines() -> None:
+    offences = []
+    for path in APPS.rglob("*.py"):
+        module = _module(path)
+        if _is_entry_point(module) or module in DEFINERS:
+            continue
+        offences += [f"{module} calls {name}()" for name in _calls(path) & ROOT_ONLY_CALLS]
+    assert offences == []
+
+
+def test_no_service_locator() -> None:
+    """Modules are found by import, where this test can see them, never by name at run time."""
+    offences = []
+    for path in APPS.rglob("*.py"):
+        source = path.read_text()
+        for needle in ("entry_points(", "import_module(", "__import__("):
+            if needle in source:
+                offences.append(f"{_module(path)} uses {needle}")
     assert offences == []
 
 

@@ -23,6 +23,20 @@ def test_text_and_markdown(tmp_path) -> None:
     assert txt.source_url.startswith("file://")
 
 
+@pytest.mark.parametrize(
+    ("markdown", "title", "text"),
+    [
+        ("# C# Guide ##  \n\nBody.", "C# Guide", "\n\nBody."),  # closing #s go, a #-ending word stays
+        ("Intro.\n\n## Part\n\n  # Title \t\r\nBody.\r\n", "Title", "Intro.\n\nPart\n\n\nBody.\r\n"),
+        ("#\n\nBody   \n\nmore", "b", "\n\nBody   \n\nmore"),  # an empty heading is no title
+        ("#hashtag\n\n####### seven", "b", "#hashtag\n\n####### seven"),  # neither is a heading
+    ],
+)
+def test_markdown_title_is_the_first_heading(markdown: str, title: str, text: str) -> None:
+    [doc] = load_bytes("b.md", markdown.encode(), LIMIT)
+    assert (doc.title, doc.text) == (title, text)
+
+
 def test_html_drops_scripts_and_takes_title(tmp_path) -> None:
     html = "<html><head><title>Page T</title><style>p{}</style></head><body><p>Hello</p><script>evil()</script><p>World</p></body></html>"
     (tmp_path / "p.html").write_text(html, encoding="utf-8")

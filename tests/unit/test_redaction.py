@@ -28,6 +28,10 @@ def test_settings_are_redacted_by_name_and_by_url() -> None:
 def test_free_text_and_tracebacks_lose_their_passwords() -> None:
     assert redact_text("could not connect to postgresql://dt:hunter2@db/dt and redis://u:p@r:1") == \
         "could not connect to postgresql://***:***@db/dt and redis://***:***@r:1"
+    # The scheme starts at the first letter of its run, whatever comes before it.
+    assert redact_text("jdbc:postgresql://dt:pw@db x-1mongodb+srv://u:p@h (http://a:b@c)") == \
+        "jdbc:postgresql://***:***@db x-1mongodb+srv://***:***@h (http://***:***@c)"
+    assert redact_text("ssh://host:22/path user@mail no://colon@here") == "ssh://host:22/path user@mail no://colon@here"
     try:
         raise ConnectionError("connect to postgresql://dt:hunter2@db:5432/dt refused")
     except ConnectionError:

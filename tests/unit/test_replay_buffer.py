@@ -11,22 +11,22 @@ import pytest
 
 from apps.core.config import load_settings
 from apps.core.db import create_engine
-from apps.orchestration.src.bandit.q_learning import SoftQLearning
-from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
+from apps.orchestration.src.bandit.replay import ReplayBuffer
+from apps.orchestration.src.bandit.soft_q import SoftQLearning
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_replay_buffer_is_a_bounded_fifo_in_the_database(database_url: str) -> None:
     engine = create_engine(load_settings(database_url=database_url))
-    buffer = ReplayBuffer(capacity=5, engine=engine)
+    buffer = ReplayBuffer(engine, 5)
     for i in range(8):
         await buffer.add(f"s{i}", "bm25", i / 10, request_id=f"r{i}")
     assert await buffer.size() == 5 and len(buffer) == 5
     kept = {e.request_id for e in await buffer.sample(10)}
     assert kept == {f"r{i}" for i in range(3, 8)}  # the three oldest were evicted
     assert len(await buffer.sample(2)) == 2
-    other = ReplayBuffer(capacity=5, engine=engine)  # another worker sees the same buffer
+    other = ReplayBuffer(engine, 5)  # another worker sees the same buffer
     assert await other.size() == 5
     stats = await other.stats()
     assert stats["size"] == 5 and stats["by_action"]["bm25"]["count"] == 5 and stats["total_added"] == 8
@@ -39,13 +39,13 @@ import pytest
 
 from apps.core.config import load_settings
 from apps.core.db import create_engine
-from apps.orchestration.src.bandit.q_learning import SoftQLearning
-from apps.orchestration.src.bandit.replay_buffer import Experience, ReplayBuffer
+from apps.orchestration.src.bandit.replay import Experience, ReplayBuffer
+from apps.orchestration.src.bandit.soft_q import SoftQLearning
 
 async def main(url, offset):
     engine = create_engine(load_settings(database_url=url))
     learner = SoftQLearning(alpha=1e-6, engine=engine)
-    buffer = ReplayBuffer(max_size=10_000, engine=engine)
+    buffer = ReplayBuffer(engine, 10_000)
     for i in range(20):  # 20 rounds of 10 new experiences, each learned twice, racing the other process
         batch = []
         for j in range(10):
@@ -75,14 +75,12 @@ async def test_two_processes_learning_at_once_lose_no_update(database_url: str) 
     await engine.dispose()
 
 
-
-
 async def test_a_script_buffer_never_trims_the_shared_table(database_url: str) -> None:
     engine = create_engine(load_settings(database_url=database_url))
-    serving = ReplayBuffer(capacity=100, engine=engine)
+    serving = ReplayBuffer(engine, 100)
     for i in range(30):
         await serving.add(f"s{i}", "bm25", 0.5, request_id=f"r{i}")
-    script = ReplayBuffer(max_size=10, engine=engine, capacity=100)  # the original's ReplayBuffer(max_size=10)
+    script = ReplayBuffer(engine, 100, max_size=10)  # what the door's ReplayBuffer(max_size=10) builds
     await script.add("s-script", "dense", 1.0, "next-state")  # the original's (state, action, reward, next_state)
     assert await serving.size() == 31  # nothing was evicted for the script's max_size
     assert await script.size() == 10  # the script sees a window on the newest ten

@@ -5,11 +5,13 @@ from __future__ import annotations
 from apps.ingestion.chunking import chunk_text
 from apps.text.analyzer import get_analyzer
 from apps.text.language import detect_language
+from apps.text.questions import question_type
 from apps.text.sentences import split_sentences
 
 
 def test_english_analysis_stems_and_drops_stopwords() -> None:
-    assert list(get_analyzer().tokens("The cells were Running experiments on mice!")) == ["cell", "run", "experi", "mice"]
+    tokens = get_analyzer("bigram").tokens("The cells were Running experiments on mice!")
+    assert list(tokens) == ["cell", "run", "experi", "mice"]
 
 
 def test_korean_analysis_keeps_content_morphemes() -> None:
@@ -34,9 +36,9 @@ def test_korean_bigrams_need_no_model() -> None:
 
 
 def test_query_terms_are_unique_and_bounded() -> None:
-    assert get_analyzer().query_terms("cell cells cell growth", limit=10) == ["cell", "growth"]
-    assert len(get_analyzer().query_terms(" ".join(f"word{i}" for i in range(500)), limit=64)) == 64
-    assert get_analyzer().query_terms("the of ??? !!", limit=10) == []
+    assert get_analyzer("bigram").query_terms("cell cells cell growth", limit=10) == ["cell", "growth"]
+    assert len(get_analyzer("bigram").query_terms(" ".join(f"word{i}" for i in range(500)), limit=64)) == 64
+    assert get_analyzer("bigram").query_terms("the of ??? !!", limit=10) == []
 
 
 def test_language_detection() -> None:
@@ -47,6 +49,21 @@ def test_language_detection() -> None:
 def test_sentence_split_english_and_korean() -> None:
     assert split_sentences("Smith et al. found it. Does it work? Yes!") == ["Smith et al. found it.", "Does it work?", "Yes!"]
     assert split_sentences("첫 문장이다. 둘째 문장인가요? 셋째\n넷째 줄이다") == ["첫 문장이다.", "둘째 문장인가요?", "셋째", "넷째 줄이다"]
+    # Whitespace runs: a line break anywhere in a run ends the sentence; text inside a sentence is kept.
+    assert split_sentences("one  \t\n \t two") == ["one", "two"]
+    assert split_sentences("  lead\n\n\nnext.  \t Last  word  ") == ["lead", "next.", "Last  word"]
+    assert split_sentences("He said \"Go.\"  Then left.") == ['He said "Go."', "Then left."]
+    assert split_sentences("Use e.g. e.g. this. Done") == ["Use e.g. e.g. this.", "Done"]
+
+
+def test_question_types() -> None:
+    assert question_type("What is BM25?") == "what" and question_type("세종은 누구인가") == "who"
+    assert question_type("  Is it raining?") == "yesno" and question_type("DOES it work") == "yesno"
+    assert question_type("비가 오나요 ?  ") == "yesno" and question_type("비가 오나요\n") == "yesno"
+    assert question_type("정답입니까?") == "yesno"
+    assert question_type("Island maps are old.") == "other"  # "is" only as a whole word
+    assert question_type("오나요 말고 다른 것") == "other"  # the ending must end the question
+    assert question_type("") == "other"
 
 
 def test_chunking_respects_budget_and_overlaps() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from apps import __version__
+from apps.core.visibility import ALL, Visibility
 from apps.orchestration.src.bandit import ope
 from apps.rollout.canary import ACTOR, ANALYSED_ROUTES
 from apps.runtime import Runtime
@@ -64,6 +65,7 @@ async def learning(runtime: Runtime, decisions: int) -> dict[str, Any]:
         "replay": await bandit.replay.stats(),
         "decisions": await bandit.decisions.recent(decisions),
         "ope": await _ope(runtime),
+        "feedback": await runtime.feedback.summary(),  # volume, and the share of answers rated (24 h)
     }
 
 
@@ -82,3 +84,14 @@ async def llm(runtime: Runtime, minutes: float) -> dict[str, Any]:
     """The configured answer provider and what its calls cost and took lately."""
     return {"provider": runtime.settings.answer_provider, "window_minutes": minutes,
             "usage": await runtime.request_log.llm_usage(minutes)}
+
+
+async def collections(runtime: Runtime, visibility: Visibility) -> dict[str, Any]:
+    """The collections the admin key may use, with their document and chunk counts and the active keys that
+    may use each (SPEC-ACCESS-001)."""
+    keys = [k for k in await runtime.keys.list() if k.active]
+    return {"collections": [
+        {"name": c.name, "documents": c.documents, "chunks": c.chunks, "description": c.description,
+         "keys": [{"id": k.id, "name": k.name, "scope": k.scope.name, "all": ALL in k.collections}
+                  for k in keys if ALL in k.collections or c.name in k.collections]}
+        for c in await runtime.collections.list(visibility)]}

@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.sse import EventSourceResponse, format_sse_event
 
-from apps.api.deps import ReadKey, RuntimeDep
-from apps.api.routers.search import to_filters
-from apps.api.schemas import NonBlank, SearchFiltersIn
+from apps.api import conversations
+from apps.api.deps import ReadKey, RuntimeDep, VisibilityDep, narrowed
+from apps.api.schemas import AnswerIn, to_filters
 from apps.llm.factory import ProviderUnavailableError
 from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
 
 router = APIRouter(tags=["answer"])
-
-
-class AnswerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    q: NonBlank = Field(..., min_length=1, max_length=4000, description="the question, English or Korean")
-    mode: Literal["answer", "summary", "keypoints", "debate"] = Field(
-        "answer", description="debate: agents on different shares of the evidence settle the answer")
-    final_topk: int = Field(5, ge=1, le=20, description="chunks to compose from")
-    filters: SearchFiltersIn | None = None
-    strategy: str | None = None
-    provider: Literal["extractive", "gemini", "local"] | None = Field(None, description="default from settings")
-    stream: bool = False
 
 
 def _record(request: Request, result: AnswerResponse) -> None:
@@ -39,15 +25,16 @@ def _record(request: Request, result: AnswerResponse) -> None:
     request.state.llm = result.llm_usage()
 
 
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+def _event(name: str, data: Any) -> bytes:
+    return format_sse_event(event=name, data_str=json.dumps(data, ensure_ascii=False))
 
 
 @router.post("/answer", response_model=AnswerResponse, summary="Answer a question from the documents, with citations",
              responses={200: {"content": {"text/event-stream": {}},
-                              "description": "JSON, or with stream=true Server-Sent Events: `token` events, "
-                                             "`round` events of a debate, then `final`"}})
-async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, _: ReadKey) -> Any:
+                              "description": "JSON, or with stream=true Server-Sent Events: `rewritten` (a "
+                                             "follow-up's standalone question), `token` events, `round` events "
+                                             "of a debate, then `final`"}})
+async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, key: ReadKey, visibility: VisibilityDep) -> Any:
     pipelines = runtime.pipelines
     try:
         pipeline = pipelines.get(body.provider)
@@ -58,27 +45,35 @@ async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, _: ReadK
             runtime.search.resolve(body.strategy)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-    filters = to_filters(body.filters)
+    # Retrieval, citations and a debate's evidence see only this: the filters travel with the request.
+    filters = to_filters(body.filters, await narrowed(runtime, visibility, body.collections))
+    runtime.search.check_filters(filters)  # 422 now: inside the graph a failing retrieve only degrades
+    past = await conversations.history(runtime, key, body.conversation_id)  # 404 for another key's
     assignment = request.state.assignment
     call = AnswerRequest(question=body.q, mode=body.mode, top_k=body.final_topk, filters=filters,
                          strategy=body.strategy, request_id=request.state.request_id, flags=assignment.flags,
-                         variant=assignment.variant)
+                         variant=assignment.variant, history=past)
     if not body.stream:
         result = await pipeline.execute(call)
         _record(request, result)
-        return result
+        return await conversations.store_answer(runtime, key, body.conversation_id, past, result)
 
-    async def events() -> AsyncIterator[str]:
+    # One route answers JSON or a stream, so it returns FastAPI's SSE response itself (a `yield` route is
+    # always a stream) with events in FastAPI's SSE framing.
+    async def events() -> AsyncIterator[bytes]:
         async for event in pipeline.execute_stream(call):
             if "token" in event:
-                yield _sse("token", {"text": event["token"]})
+                yield _event("token", {"text": event["token"]})
             elif "reset" in event:
-                yield _sse("reset", {})
+                yield _event("reset", {})
             elif "round" in event:
-                yield _sse("round", event["round"])
+                yield _event("round", event["round"])
+            elif "rewritten" in event:
+                yield _event("rewritten", event["rewritten"])
             elif "final" in event:
                 _record(request, event["final"])  # before the last byte: the request log sees it
-                yield _sse("final", event["final"].model_dump(mode="json"))
+                final = await conversations.store_answer(runtime, key, body.conversation_id, past, event["final"],
+                                                         streaming=True)
+                yield _event("final", final.model_dump(mode="json"))
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventSourceResponse(events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse
 
 from apps.api.dashboard import views
-from apps.api.deps import AdminKey, RuntimeDep
+from apps.api.deps import AdminKey, RuntimeDep, VisibilityDep
 
 router = APIRouter(tags=["dashboard"])
 admin = "/api/v1/admin/dashboard"
@@ -56,3 +56,9 @@ async def learning(runtime: RuntimeDep, _: AdminKey,
 async def llm(runtime: RuntimeDep, _: AdminKey,
               minutes: Annotated[float, Query(gt=0, le=DAY_MINUTES)] = 60) -> dict[str, Any]:
     return await views.llm(runtime, minutes)
+
+
+@router.get(f"{admin}/collections", summary="Collections with document and chunk counts and the keys that use "
+                                          "them (admin)")
+async def collections(runtime: RuntimeDep, _: AdminKey, visibility: VisibilityDep) -> dict[str, Any]:
+    return await views.collections(runtime, visibility)

@@ -1,5 +1,10 @@
 """Documents: ingest as a job (JSON, file upload or a batch; idempotency keys), list, read, chunks, delete;
-taxonomy. Ingesting answers 202 with the job; the job's row holds the stored payload."""
+taxonomy. Ingesting answers 202 with the job; the job's row holds the stored payload.
+
+Every read and delete sees only what the key may (`VisibilityDep`): another collection's document, or one
+whose access groups the key does not share, is a 404 like a missing one. A key writes only to collections
+it may use (403), gives only groups it carries (403), and its job carries its view, so re-posting an
+external id never replaces a document it cannot see."""
 
 from __future__ import annotations
 
@@ -10,20 +15,32 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
-from apps.api.deps import ReadKey, RuntimeDep, SessionDep, WriteKey
-from apps.api.schemas import ChunkOut, DocumentIn, DocumentOut, DocumentPage, IngestOut, TaxonomyNode
+from apps.api.deps import ReadKey, RuntimeDep, SessionDep, VisibilityDep, WriteKey
+from apps.api.schemas import (
+    BatchIn,
+    ChunkOut,
+    DocumentIn,
+    DocumentOut,
+    DocumentPage,
+    IngestOut,
+    JobAccepted,
+    TaxonomyNode,
+)
 from apps.core.api_keys import KeyInfo
 from apps.core.idempotency import IdempotencyConflictError
-from apps.core.models import Document
+from apps.core.visibility import DEFAULT_COLLECTION, Visibility
 from apps.ingestion import catalog
 from apps.ingestion.documents import SourceDocument
 from apps.ingestion.loaders import SUPPORTED_SUFFIXES
+from apps.ingestion.validation import DocumentFields
 from apps.jobs.kinds import document_fields
+from apps.jobs.service import QuotaExceededError
 from apps.jobs.store import Payload
+from apps.jobs.types import ErrorKind, JobKind, JobStatus
 from apps.runtime import Runtime
 
 router = APIRouter(tags=["documents"])
@@ -45,6 +62,8 @@ _UPLOAD_SCHEMA = {
                         "source_url": {"type": "string"},
                         "taxonomy_path": {"type": "string", "description": "e.g. ai/ml"},
                         "metadata": {"type": "string", "description": "a JSON object"},
+                        "collection": {"type": "string", "description": f"default {DEFAULT_COLLECTION!r}"},
+                        "access_groups": {"type": "string", "description": "comma-separated groups"},
                     },
                 }
             },
@@ -64,23 +83,14 @@ _BATCH_SCHEMA = {
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "taxonomy_path": {"type": "string"},
                         "metadata": {"type": "string", "description": "a JSON object, for every file"},
+                        "collection": {"type": "string", "description": "for every file"},
+                        "access_groups": {"type": "string", "description": "comma-separated, for every file"},
                     },
                 }
             },
         },
     }
 }
-
-
-class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    documents: list[DocumentIn] = Field(..., min_length=1, max_length=10_000)
-
-
-class JobAccepted(BaseModel):
-    job_id: str
-    status: str
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:
@@ -91,7 +101,8 @@ def _document_payload(body: DocumentIn) -> Payload:
     return Payload(None, document_fields(SourceDocument(
         text=body.text, title=body.title, external_id=body.external_id, source_url=body.source_url,
         taxonomy_path=body.taxonomy_path or "", metadata=body.metadata or {},  # type: ignore[arg-type]
-        origin=body.external_id or "request body")), None)
+        origin=body.external_id or "request body", collection=body.collection or DEFAULT_COLLECTION,
+        access_groups=tuple(body.access_groups or ()))), None)
 
 
 def _validated(payload: Any, model: type[BaseModel]) -> Any:
@@ -114,13 +125,16 @@ async def _file_payloads(request: Request, runtime: Runtime, batch: bool) -> tup
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
         metadata = json.loads(fields.get("metadata") or "{}")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise _invalid("metadata", "must be a JSON object") from None
     if not isinstance(metadata, dict):
         raise _invalid("metadata", "must be a JSON object")
-    shared = {"title": fields.get("title") or None, "external_id": fields.get("external_id") or None,
-              "source_url": fields.get("source_url") or None, "taxonomy_path": fields.get("taxonomy_path"),
-              "metadata": metadata}
+    # The same checks as a JSON body's; a title left out is the one the parser finds (cut to the limit).
+    groups = [g.strip() for g in (fields.get("access_groups") or "").split(",") if g.strip()]
+    shared = _validated({"title": fields.get("title") or "", "external_id": fields.get("external_id") or None,
+                         "source_url": fields.get("source_url") or None, "taxonomy_path": fields.get("taxonomy_path"),
+                         "metadata": metadata, "collection": fields.get("collection") or None,
+                         "access_groups": groups or None}, DocumentFields).model_dump()
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     payloads = []
     for upload in uploads:
@@ -145,6 +159,8 @@ async def _payloads(request: Request, runtime: Runtime, batch: bool) -> tuple[li
             raw = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPException(400, f"malformed JSON body: {exc}") from None
+        except RecursionError:
+            raise HTTPException(400, "malformed JSON body: nested too deeply") from None
         bodies = _validated(raw, BatchIn).documents if batch else [_validated(raw, DocumentIn)]
         canonical = json.dumps([b.model_dump() for b in bodies], sort_keys=True, ensure_ascii=False)
         return [_document_payload(b) for b in bodies], hashlib.sha256(canonical.encode()).hexdigest()
@@ -153,41 +169,66 @@ async def _payloads(request: Request, runtime: Runtime, batch: bool) -> tuple[li
     raise HTTPException(415, "send application/json or multipart/form-data")
 
 
-async def _accept(request: Request, response: Response, runtime: Runtime, key: KeyInfo, idempotency_key: str | None,
-                  wait: bool, batch: bool) -> Any:
+_FAILED_STATUS = {ErrorKind.invalid_input: 422, ErrorKind.conflict: 409}
+
+
+async def _placement(runtime: Runtime, visibility: Visibility, payloads: list[Payload]) -> list[str]:
+    """The collections the payloads go to, once the key may write there with their groups (403) and they
+    exist (404): refused before anything is stored."""
+    names = sorted({p.fields.get("collection") or DEFAULT_COLLECTION for p in payloads})
+    forbidden = [n for n in names if not visibility.may_use(n)]
+    if forbidden:
+        raise HTTPException(403, f"this key may not write to collection {', '.join(map(repr, forbidden))}")
+    if visibility.groups is not None:
+        foreign = {g for p in payloads for g in p.fields.get("access_groups") or ()} - visibility.groups
+        if foreign:
+            raise HTTPException(403, f"this key may not give access groups it does not carry: {', '.join(sorted(foreign))}")
+    missing = set(names) - set(await runtime.store.collection_ids(set(names)))
+    if missing:
+        raise HTTPException(404, f"no collection named {', '.join(map(repr, sorted(missing)))}; create it with "
+                                 "POST /api/v1/collections (an admin key)")
+    return names
+
+
+async def _accept(request: Request, response: Response, runtime: Runtime, key: KeyInfo, visibility: Visibility,
+                  idempotency_key: str | None, wait: bool, batch: bool) -> Any:
+    # ?wait=true goes by the body as received: a chunked body has no Content-Length, and a header proves nothing.
+    received = len(await request.body()) if wait and not batch else 0
     payloads, request_hash = await _payloads(request, runtime, batch)
+    collections = await _placement(runtime, visibility, payloads)
     scope = f"{key.id}:documents{'/batch' if batch else ''}"
     try:
+        # The job carries the key's view: the worker writes as the key would (apps/jobs/kinds.py).
         submitted = await runtime.jobs.submit(
-            "ingest", payloads=payloads, total=len(payloads),
+            JobKind.ingest, params={"visibility": visibility.to_json(), "collections": collections},
+            payloads=payloads, total=len(payloads), owner=key.id,
             idempotency=(scope, idempotency_key, request_hash) if idempotency_key else None)
     except IdempotencyConflictError as exc:
         raise HTTPException(422, str(exc)) from None
-    job_id = submitted.job["job_id"]
+    except QuotaExceededError as exc:
+        raise HTTPException(429, str(exc)) from None
     if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
-    small = int(request.headers.get("content-length") or 0) <= runtime.settings.wait_limit_bytes
-    if wait and small and not batch:
-        try:
-            job = await runtime.jobs.wait(job_id, _WAIT_S)
-        except TimeoutError:
-            job = None
-        if job is not None and job["status"] == "succeeded" and job["result"]["documents"]:
-            outcome = job["result"]["documents"][0]
-            response.status_code = 201 if outcome["status"] == "created" else 200
-            return IngestOut.model_validate(outcome).model_dump()
-        if job is not None and job["status"] == "failed":
-            raise HTTPException(409 if "EmbeddingMismatchError" in (job["error"] or "") else 422,
-                                (job["error"] or "").split(": ", 1)[-1])
+    response.headers["Location"] = f"/api/v1/jobs/{submitted.job_id}"
+    status = submitted.status
+    if wait and not batch and received <= runtime.settings.wait_limit_bytes:
+        job = await runtime.jobs.wait(submitted.job_id, _WAIT_S)
+        if job is not None and job.status is JobStatus.succeeded and job.result and job.result["documents"]:
+            outcome = IngestOut.model_validate(job.result["documents"][0])
+            response.status_code = 201 if outcome.status == "created" else 200
+            return outcome.model_dump()
+        if job is not None and job.error_kind in _FAILED_STATUS:
+            raise HTTPException(_FAILED_STATUS[job.error_kind], job.error or job.error_kind)
+        status = job.status if job is not None else status  # still running, or failed on our side: follow Location
     response.status_code = 202
-    return submitted.job
+    return JobAccepted(job_id=submitted.job_id, status=status).model_dump()
 
 
 _WAIT_S = 60.0
 _ACCEPTED = {202: {"description": "accepted: follow `Location` to the job", "model": JobAccepted},
-             200: {"description": "with ?wait=true: unchanged or replaced", "model": IngestOut},
-             201: {"description": "with ?wait=true: created", "model": IngestOut}}
+             200: {"description": "with ?wait=true: unchanged, updated (new metadata) or replaced", "model": IngestOut},
+             201: {"description": "with ?wait=true: created", "model": IngestOut},
+             429: {"description": "this key already has JOB_MAX_QUEUED_PER_KEY queued or running jobs"}}
 WaitQuery = Annotated[bool, Query(description="wait (up to 60 s) for a small request (body up to WAIT_LIMIT_BYTES, "
                                               "256 KiB) and answer 201/200 with the document instead of 202")]
 IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
@@ -196,60 +237,67 @@ IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_le
 @router.post("/documents", status_code=202, openapi_extra=_UPLOAD_SCHEMA, responses=_ACCEPTED,
              summary="Ingest a document (JSON text or a file upload) as a job")
 async def create_document(request: Request, response: Response, runtime: RuntimeDep, key: WriteKey,
-                          wait: WaitQuery = False, idempotency_key: IdempotencyHeader = None) -> Any:
-    return await _accept(request, response, runtime, key, idempotency_key, wait, batch=False)
+                          visibility: VisibilityDep, wait: WaitQuery = False,
+                          idempotency_key: IdempotencyHeader = None) -> Any:
+    return await _accept(request, response, runtime, key, visibility, idempotency_key, wait, batch=False)
 
 
-@router.post("/documents/batch", status_code=202, openapi_extra=_BATCH_SCHEMA, responses={202: _ACCEPTED[202]},
+@router.post("/documents/batch", status_code=202, openapi_extra=_BATCH_SCHEMA, responses={202: _ACCEPTED[202], 429: _ACCEPTED[429]},
              summary="Ingest several documents or files in one job")
 async def create_documents(request: Request, response: Response, runtime: RuntimeDep, key: WriteKey,
-                           idempotency_key: IdempotencyHeader = None) -> Any:
-    return await _accept(request, response, runtime, key, idempotency_key, wait=False, batch=True)
+                           visibility: VisibilityDep, idempotency_key: IdempotencyHeader = None) -> Any:
+    return await _accept(request, response, runtime, key, visibility, idempotency_key, wait=False, batch=True)
 
 
 @router.get("/documents", response_model=DocumentPage, summary="List documents, newest first")
 async def list_documents(
     session: SessionDep,
     _: ReadKey,
+    visibility: VisibilityDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     language: Annotated[str | None, Query(pattern="^(en|ko)$")] = None,
     taxonomy_path: Annotated[str | None, Query(max_length=1000)] = None,
+    collection: Annotated[str | None, Query(max_length=64, description="only this collection's")] = None,
 ) -> DocumentPage:
-    page = await catalog.page(session, limit, offset, language, taxonomy_path)
+    page = await catalog.page(session, visibility, limit, offset, language, taxonomy_path, collection)
     return DocumentPage(items=[_document_out(d) for d in page.items], total=page.total, limit=limit, offset=offset)
 
 
-def _document_out(d: Document) -> DocumentOut:
-    return DocumentOut.model_validate({**{c: getattr(d, c) for c in DocumentOut.model_fields if c != "metadata"},
-                                       "metadata": d.metadata_ or {}})
+def _document_out(record: catalog.DocumentRecord) -> DocumentOut:
+    d = record.document
+    return DocumentOut.model_validate({**{c: getattr(d, c) for c in DocumentOut.model_fields
+                                          if c not in ("metadata", "collection", "access_groups")},
+                                       "metadata": d.metadata_ or {}, "collection": record.collection,
+                                       "access_groups": record.access_groups})
 
 
-async def _get(session: AsyncSession, document_id: str) -> Document:
-    doc = await catalog.get(session, document_id)
-    if doc is None:
+async def _get(session: AsyncSession, document_id: str, visibility: Visibility) -> catalog.DocumentRecord:
+    record = await catalog.get(session, document_id, visibility)
+    if record is None:  # hidden is not found: a key learns nothing of what it may not see
         raise HTTPException(404, f"no document with id {document_id!r}")
-    return doc
+    return record
 
 
 @router.get("/documents/{document_id}", response_model=DocumentOut, summary="One document's metadata")
-async def get_document(document_id: str, session: SessionDep, _: ReadKey) -> DocumentOut:
-    return _document_out(await _get(session, document_id))
+async def get_document(document_id: str, session: SessionDep, _: ReadKey, visibility: VisibilityDep) -> DocumentOut:
+    return _document_out(await _get(session, document_id, visibility))
 
 
 @router.get("/documents/{document_id}/chunks", response_model=list[ChunkOut], summary="A document's chunks in order")
-async def get_chunks(document_id: str, session: SessionDep, _: ReadKey) -> list[ChunkOut]:
-    await _get(session, document_id)
-    return [ChunkOut.model_validate(c, from_attributes=True) for c in await catalog.chunks(session, document_id)]
+async def get_chunks(document_id: str, session: SessionDep, _: ReadKey, visibility: VisibilityDep) -> list[ChunkOut]:
+    await _get(session, document_id, visibility)
+    return [ChunkOut.model_validate(c, from_attributes=True)
+            for c in await catalog.chunks(session, document_id, visibility)]
 
 
 @router.delete("/documents/{document_id}", status_code=204, summary="Delete a document with its chunks and vectors")
-async def delete_document(document_id: str, runtime: RuntimeDep, _: WriteKey) -> Response:
-    if not await runtime.ingestion.delete(document_id):
+async def delete_document(document_id: str, runtime: RuntimeDep, _: WriteKey, visibility: VisibilityDep) -> Response:
+    if not await runtime.ingestion.delete(document_id, visibility):
         raise HTTPException(404, f"no document with id {document_id!r}")
     return Response(status_code=204)
 
 
 @router.get("/taxonomy/tree", response_model=list[TaxonomyNode], summary="Taxonomy with document counts")
-async def taxonomy_tree(session: SessionDep, _: ReadKey) -> list[TaxonomyNode]:
-    return [TaxonomyNode.model_validate(n, from_attributes=True) for n in await catalog.taxonomy(session)]
+async def taxonomy_tree(session: SessionDep, _: ReadKey, visibility: VisibilityDep) -> list[TaxonomyNode]:
+    return [TaxonomyNode.model_validate(n, from_attributes=True) for n in await catalog.taxonomy(session, visibility)]

@@ -1,8 +1,13 @@
-"""GET /health: liveness of the service and its dependencies, unauthenticated and fast."""
+"""GET /health: liveness of the service and its dependencies, unauthenticated and fast.
+
+Unauthenticated, so it says what is down, never how it failed: exception texts name hosts, ports and
+sometimes URLs with credentials (the log keeps them, redacted).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Annotated, Any
 
@@ -17,6 +22,14 @@ from apps.ingestion import catalog
 
 router = APIRouter(tags=["health"])
 _TIMEOUT_S = 2.0
+# "ConnectionError: Error 111 connecting to redis.internal:6379": an exception's text, not a reason.
+_EXCEPTION_TEXT = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def _public(reason: str | None) -> str | None:
+    if reason and _EXCEPTION_TEXT.match(reason):
+        return "the job queue (Redis) is unreachable"
+    return reason
 
 
 async def _timed(work) -> tuple[bool, float]:
@@ -50,12 +63,14 @@ async def health(runtime: RuntimeDep, detailed: Annotated[bool, Query()] = False
         body["worker_system"] = await runtime.jobs.worker_system()
     except Exception:  # health must answer even when the jobs table cannot be read
         body["worker_system"] = {"enabled": False, "type": "background_tasks", "error": "unavailable"}
+    if "reason" in body["worker_system"]:
+        body["worker_system"]["reason"] = _public(body["worker_system"]["reason"])
     if detailed:
         body["latency_ms"] = {"database": db_ms, "redis": redis_ms}
         queue = await runtime.jobs.queue.status()
         configured = runtime.jobs.queue.configured
         body["job_queue"] = {"redis": "connected" if queue.reachable else ("error" if configured else "not_configured"),
-                             "rq_depth": queue.depth, "workers": queue.workers, "error": queue.error}
+                             "rq_depth": queue.depth, "workers": queue.workers, "error": _public(queue.error)}
         body["backend"] = settings.backend
         body["embedding_model"] = runtime.ingestion.embedder.name
         body["embedding_provider"] = settings.embedding_provider

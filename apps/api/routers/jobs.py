@@ -1,74 +1,79 @@
 """Jobs: status, list, cancel, progress as Server-Sent Events; admin: migrate pending queue jobs to
-in-process execution, and worker statistics. The logic is in `apps.jobs.service`."""
+in-process execution, and worker statistics. The logic is in `apps.jobs.service`.
+
+A key sees and cancels only the jobs it submitted; an admin key sees and cancels every job of the
+collections it may use (a job belongs to the collections it writes to; a reindex or learning job to the
+whole corpus, so only to admins of every collection). Another key's job is a 404, as if it did not exist."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from apps.api.deps import AdminKey, ReadKey, RuntimeDep, WriteKey
-from apps.jobs.store import STATUSES, TERMINAL
+from apps.api.deps import AdminKey, ReadKey, RuntimeDep, VisibilityDep, WriteKey
+from apps.core.api_keys import KeyInfo, Scope
+from apps.core.visibility import ALL, Visibility
+from apps.jobs.types import JobStatus, JobView
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 admin_router = APIRouter(tags=["admin"])
-_POLL_S = 0.5
 
 
-async def _job(runtime: Any, job_id: str) -> dict[str, Any]:
-    job = await runtime.jobs.get(job_id)
-    if job is None:
+def _owner(key: KeyInfo) -> str | None:
+    """Whose jobs a key may see: its own, or (None) everyone's for an admin key."""
+    return None if key.scope >= Scope.admin else key.id
+
+
+def _in_view(job: JobView, visibility: Visibility) -> bool:
+    """The job's collections are all ones the key may use (`*`, the whole corpus: only with every one)."""
+    if visibility.collections is None:
+        return True
+    return ALL not in job.collections and set(job.collections) <= visibility.collections
+
+
+async def _visible(runtime: RuntimeDep, key: ReadKey, visibility: VisibilityDep, job_id: str) -> JobView:
+    job = await runtime.jobs.get(job_id, owner=_owner(key))
+    if job is None or not _in_view(job, visibility):
         raise HTTPException(404, f"no job with id {job_id!r}")
     return job
 
 
-@router.get("", summary="List jobs, newest first")
-async def list_jobs(runtime: RuntimeDep, _: ReadKey,
-                    status: Annotated[str | None, Query(pattern=f"^({'|'.join(STATUSES)})$")] = None,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
-    return await runtime.jobs.list(status, limit)
+VisibleJob = Annotated[JobView, Depends(_visible)]
 
 
-@router.get("/{job_id}", summary="A job: status, progress, result, error, attempts, mode")
-async def get_job(job_id: str, runtime: RuntimeDep, _: ReadKey) -> dict[str, Any]:
-    return await _job(runtime, job_id)
+@router.get("", response_model=list[JobView], summary="List jobs, newest first (an admin key: every key's)")
+async def list_jobs(runtime: RuntimeDep, key: ReadKey, visibility: VisibilityDep, status: JobStatus | None = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[JobView]:
+    return [j for j in await runtime.jobs.list(status, limit, owner=_owner(key)) if _in_view(j, visibility)]
 
 
-@router.post("/{job_id}/cancel", summary="Cancel a queued or running job")
-async def cancel_job(job_id: str, runtime: RuntimeDep, _: WriteKey) -> dict[str, Any]:
-    job = await _job(runtime, job_id)
-    if not await runtime.jobs.cancel(job_id):
-        raise HTTPException(409, f"job {job_id} is {job['status']}; only queued or running jobs can be cancelled")
-    return await _job(runtime, job_id)
+@router.get("/{job_id}", response_model=JobView, summary="A job: status, progress, result, error, attempts, mode")
+async def get_job(job: VisibleJob) -> JobView:
+    return job
 
 
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+@router.post("/{job_id}/cancel", response_model=JobView, summary="Cancel a queued or running job")
+async def cancel_job(job_id: str, runtime: RuntimeDep, key: WriteKey, visibility: VisibilityDep) -> JobView:
+    # The write key alone: a second key dependency would verify it (and count its rate limit) twice.
+    await _visible(runtime, key, visibility, job_id)
+    if not await runtime.jobs.cancel(job_id, actor=key.id, owner=_owner(key)):
+        job = await _visible(runtime, key, visibility, job_id)
+        raise HTTPException(409, f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
+    return await _visible(runtime, key, visibility, job_id)
 
 
-@router.get("/{job_id}/events", summary="Progress as Server-Sent Events until the job is final",
-            responses={200: {"content": {"text/event-stream": {}}}})
-async def job_events(job_id: str, runtime: RuntimeDep, _: ReadKey) -> StreamingResponse:
-    await _job(runtime, job_id)
-
-    async def stream() -> AsyncIterator[str]:
-        last: tuple | None = None
-        while True:
-            job = await runtime.jobs.get(job_id)
-            seen = (job["status"], job["attempts"], tuple(job["progress"].values()))
-            if seen != last:
-                last = seen
-                yield _sse("progress", job)
-            if job["status"] in TERMINAL:
-                yield _sse("done", job)
-                return
-            await asyncio.sleep(_POLL_S)
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+@router.get("/{job_id}/events", response_class=EventSourceResponse,
+            summary="Progress as Server-Sent Events until the job is final (or JOB_EVENTS_MAX_S has passed)",
+            description="`progress` events with the job as it changes, then `done` with the final job; a stream "
+                        "open JOB_EVENTS_MAX_S ends with `timeout` instead (reconnect to go on watching).")
+async def job_events(job: VisibleJob, runtime: RuntimeDep) -> AsyncIterator[ServerSentEvent]:
+    last = job
+    async for last in runtime.jobs.watch(job.job_id, runtime.settings.job_events_max_s):
+        yield ServerSentEvent(event="progress", data=last)
+    yield ServerSentEvent(event="done" if last.status.final else "timeout", data=last)
 
 
 @admin_router.post("/api/admin/migrate-pending-jobs", summary="Move pending queue jobs to in-process execution")

@@ -43,7 +43,12 @@ async def _database_gauges(runtime: Any) -> dict[str, tuple[str, list[tuple[dict
     last = canary["last_evaluation"] or {}
     verdict = last.get("verdict", "idle") if canary["active"] else "idle"
     flag = {"flag": canary["flag"]}
+    collections = await runtime.collections.document_counts()  # SPEC-ACCESS-001
     return {
+        "collection_documents": ("Documents per collection", [({"collection": name}, documents)
+                                                              for name, (documents, _) in collections.items()]),
+        "collection_chunks": ("Chunks per collection", [({"collection": name}, chunks)
+                                                        for name, (_, chunks) in collections.items()]),
         "replay_buffer_size": ("Experiences in the shared replay buffer", [({}, replay)]),
         "q_table_states": ("States in the shared Q-table", [({}, states)]),
         "canary_state": ("Canary verdict: 0 idle, 1 pass, 2 hold, 3 fail, 4 breach", [(flag, _CANARY_STATES[verdict])]),
@@ -59,7 +64,7 @@ async def prometheus(request: Request, runtime: RuntimeDep, minutes: _Minutes = 
                      api_key: Annotated[str | None, Security(api_key_header)] = None) -> Response:
     as_json = minutes is not None or "application/json" in request.headers.get("accept", "")
     if as_json or runtime.settings.metrics_require_key:
-        await require(Scope.read)(runtime, api_key)
+        await require(Scope.read)(request, runtime, api_key)
     if as_json:
         return JSONResponse(await _variant_view(runtime, minutes or 60))
     return Response(metrics.render(await _database_gauges(runtime)), media_type=CONTENT_TYPE_LATEST)
@@ -85,7 +90,8 @@ def _level(value: float, warning: float, critical: float) -> str:
 
 @router.get("/metrics/health", summary="healthy / warning / critical from error rate, latency and LLM latency")
 async def metrics_health(runtime: RuntimeDep, _: ReadKey, minutes: _ViewMinutes = 15) -> dict[str, Any]:
-    window = await runtime.request_log.window(minutes)
+    # Requests with a valid key only: traffic without one must not make the service look sick or well.
+    window = await runtime.request_log.window(minutes, authenticated_only=True)
     total = window["total"]
     llm = await runtime.request_log.llm_usage(minutes)
     llm_requests = sum(r["requests"] for r in llm)
@@ -124,6 +130,8 @@ async def debug(runtime: RuntimeDep, _: AdminKey) -> dict[str, Any]:
         "default": settings.answer_provider,
         "extractive": "available",
         "gemini": "available" if settings.gemini_api_key else "unavailable: GEMINI_API_KEY is not set",
+        "openai": "available" if settings.llm_base_urls and settings.llm_model
+                  else "unavailable: LLM_BASE_URL and LLM_MODEL are not set",
         # Checked without loading the model: that takes seconds and memory.
         "local": "available" if find_spec("xllamacpp") else "unavailable: the local-llm extra is not installed",
     }

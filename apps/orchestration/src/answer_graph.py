@@ -8,6 +8,12 @@
               │                                                            └─(fell back)→ judge | respond
               ├─(llm_validation)→ judge → respond
               └──────────────────────────→ respond
+    With `mcp_tools` (and a tool step attached by an entry point, apps/doors) retrieve → tools → compose | respond:
+    the tools node adds registered MCP tools' results to the evidence, decided from the question and plan only.
+    With `meta_planner` intent → plan → retrieve: a multi-part question is retrieved part by part into one
+    context and answered part by part (apps/orchestration/src/planner); a one-part plan changes nothing.
+    In a conversation rewrite → intent: a follow-up becomes a standalone question before anything reads it
+    (apps/orchestration/src/conversations); a late or refused model rewrite leaves the rules' rewrite.
 
 Every node runs under its own timeout, cut to what is left of the request's deadline; a node that
 fails or runs out of time degrades the answer (compose falls back to the extractive composer, the
@@ -21,7 +27,8 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypedDict
+from dataclasses import replace
+from typing import Any, Protocol, TypedDict
 
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
@@ -30,13 +37,20 @@ from apps.core import metrics
 from apps.core.config import Settings
 from apps.llm.base import AnswerProvider, ComposeRequest, Evidence, Usage
 from apps.llm.extractive import NOT_FOUND, ExtractiveProvider
+from apps.search.types import Hit
 from apps.orchestration.src import grounding
 from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
 from apps.orchestration.src.bandit.decision_log import Decision
-from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
+from apps.orchestration.src.bandit.replay import ReplayBuffer
 from apps.orchestration.src.bandit.service import StrategyBandit
+from apps.orchestration.src.conversations.rewrite import FollowupRewriter
+from apps.orchestration.src.conversations.types import FollowupRewrite
 from apps.orchestration.src.debate import CompletionProvider, DebateEngine, DebateResult, Turn
 from apps.orchestration.src.debate.agent_prompts import CONFLICT_HEADER
+from apps.orchestration.src.planner.compose import Section, cite_sections, compose_parts, part_evidence, part_qualities
+from apps.orchestration.src.planner.plan import Plan
+from apps.orchestration.src.planner.planner import QueryPlanner
+from apps.orchestration.src.planner.retrieval import retrieve_parts, single, with_plan
 from apps.rollout.flags import FlagContext, FlagService
 from apps.text.analyzer import Analyzer
 from apps.text.language import detect_language
@@ -68,9 +82,25 @@ class PipelineState(TypedDict, total=False):
     legs_agree: bool  # whether the BM25 and dense legs put the same chunk on top (DEBATE_TRIGGER=uncertain)
     debate: DebateResult | None  # set once the debate node ran, settled or not
     preamble: str  # a line before the cited answer (a debate's "the sources conflict")
+    plan: Plan  # with meta_planner: the question's parts, filled with each part's strategy and hits by retrieve
+    decisions: list[Decision | None]  # a multi-part plan's bandit decisions, one per part
+    sections: list[Section]  # a multi-part plan's answer, one section per part
+    cases: dict[str, Any] | None  # with neural_case_selector: what case memory did (SearchResult.cases)
+    case_ids: dict[int, list[int]]  # chunk id → the past cases that moved it up
 
 
 Node = Callable[[PipelineState], Awaitable[dict[str, Any]]]
+
+
+class ToolStep(Protocol):
+    """The `tools` node's work (apps/doors/tool_step.py): which registered tools the question needs, through
+    the policy gate, their results as evidence (negative chunk ids, `tool:<server>/<name>` doc ids). It sees
+    the question, the plan's parts and whether documents answered each, never a passage's text: retrieved
+    text cannot make DT-RAG call a tool. Returns the evidence, its chunk ids by the part they answer, and
+    the degradations to report."""
+
+    async def __call__(self, request: AnswerRequest, flags: dict[str, bool], parts: list[str], answered: list[bool],
+                       ) -> tuple[list[Evidence], dict[int, list[int]], list[dict[str, str]]]: ...
 
 
 class AnswerPipeline:
@@ -89,6 +119,9 @@ class AnswerPipeline:
             timeout_s=settings.debate_timeout_ms / 1000, max_tokens=settings.debate_max_tokens,
             trigger=settings.debate_trigger, max_sentences=settings.answer_max_sentences,
             support_threshold=settings.support_threshold, analyzer=analyzer)
+        self.tool_step: ToolStep | None = None  # set by an entry point that serves tools (AnswerPipelines.use_tools)
+        self.planner = QueryPlanner.for_provider(provider, analyzer, settings)
+        self.rewriter = FollowupRewriter.for_provider(provider, analyzer, settings, bandit.search)
         self.graph = self._build()
 
     # --- edges ------------------------------------------------------------------------------------
@@ -104,9 +137,16 @@ class AnswerPipeline:
         graph.add_node("judge", self._guarded("judge", self.judge))
         graph.add_node("debate", self._guarded("debate", self.debate, timeout_ms=self.settings.debate_timeout_ms))
         graph.add_node("respond", self.respond)
-        graph.add_edge(START, "intent")
-        graph.add_edge("intent", "retrieve")
-        graph.add_conditional_edges("retrieve", _after_retrieve, ["compose", "respond"])
+        graph.add_node("plan", self._guarded("plan", self.plan_question, timeout_ms=self.settings.planner_timeout_ms))
+        graph.add_node("rewrite", self._guarded("rewrite", self.rewrite_question, fallback=self.rewrite_by_rule,
+                                                timeout_ms=self.settings.rewrite_timeout_ms))
+        graph.add_conditional_edges(START, _at_start, ["rewrite", "intent"])
+        graph.add_edge("rewrite", "intent")
+        graph.add_conditional_edges("intent", _after_intent, ["plan", "retrieve"])
+        graph.add_edge("plan", "retrieve")
+        graph.add_node("tools", self._guarded("tools", self.tools))
+        graph.add_conditional_edges("retrieve", self._after_retrieve, ["tools", "compose", "respond"])
+        graph.add_conditional_edges("tools", _after_retrieve, ["compose", "respond"])
         graph.add_edge("compose", "cite")
         graph.add_conditional_edges("cite", _after_cite, ["track_evidence", "validate"])
         graph.add_edge("track_evidence", "validate")
@@ -157,26 +197,89 @@ class AnswerPipeline:
         question = state["request"].question
         return {"language": detect_language(question), "question_type": question_type(question)}
 
+    async def rewrite_question(self, state: PipelineState) -> dict[str, Any]:
+        request = state["request"]
+        return _rewritten(request, await self.rewriter.rewrite(request.question, request.history, request.filters))
+
+    async def rewrite_by_rule(self, state: PipelineState) -> dict[str, Any]:
+        request = state["request"]
+        return _rewritten(request, self.rewriter.rule(request.question, request.history))
+
+    async def plan_question(self, state: PipelineState) -> dict[str, Any]:
+        plan = await self.planner.plan(state["request"].question)
+        get_stream_writer()({"plan": plan.to_dict()})  # a stream's first event: the parts to expect
+        return {"plan": plan}
+
+    def _evidence(self, hits: list[Hit], qualified: set[int] | None = None) -> list[Evidence]:
+        # Evidence must share a term with the question or be close in meaning; otherwise the honest
+        # answer is "not in the documents", not the least bad chunk. (`qualified`: the chunks that passed
+        # this test in some part's own search, for a plan's merged context.)
+        floor = self.settings.min_dense_similarity
+        return [Evidence(h.chunk_id, h.doc_id, h.title, h.text, h.score, h.source_url) for h in hits
+                if (h.chunk_id in qualified if qualified is not None
+                    else h.ranks.get("bm25") is not None or (h.scores.get("dense") or 0.0) >= floor)]
+
+    async def _retrieve_parts(self, state: PipelineState, plan: Plan) -> dict[str, Any]:
+        request, flags = state["request"], state["flags"]
+        planned = await retrieve_parts(
+            self.bandit, plan, request.top_k, request.filters, request_id=request.request_id, endpoint="answer",
+            strategy=request.strategy, use_bandit=flags.get("soft_q_bandit", False),
+            replay=flags.get("experience_replay", False), variant=request.variant)
+        # A chunk is a part's evidence by that part's own ranks (a chunk one part found by its words may
+        # be another part's dense-only filler).
+        kept = [{e.chunk_id for e in self._evidence(p.result.hits)} if p.result else set() for p in planned.parts]
+        evidence = self._evidence(planned.hits, set().union(*kept))
+        update: dict[str, Any] = {
+            "evidence": evidence, "strategy": planned.result.strategy, "decision": planned.parts[0].decision,
+            "decisions": [p.decision for p in planned.parts], "legs_agree": True,
+            "plan": with_plan(plan, planned, kept)}
+        if planned.result.degraded:
+            update["degraded"] = [*state.get("degraded", []),
+                                  *({"node": "retrieve", "reason": r} for r in planned.result.degraded_reasons)]
+        return update
+
     async def retrieve(self, state: PipelineState) -> dict[str, Any]:
         request, flags = state["request"], state["flags"]
+        plan = state.get("plan")
+        if plan is not None and plan.compound:
+            return await self._retrieve_parts(state, plan)
         retrieval = await self.bandit.retrieve(
             request.question, request.top_k, request.filters, request_id=request.request_id, endpoint="answer",
             strategy=request.strategy, use_bandit=flags.get("soft_q_bandit", False),
             replay=flags.get("experience_replay", False), variant=request.variant,
+            cases=flags.get("neural_case_selector", False),
         )
         result = retrieval.result
-        # Evidence must share a term with the question or be close in meaning; otherwise the honest
-        # answer is "not in the documents", not the least bad chunk.
-        floor = self.settings.min_dense_similarity
-        evidence = [Evidence(h.chunk_id, h.doc_id, h.title, h.text, h.score, h.source_url) for h in result.hits
-                    if h.ranks.get("bm25") is not None or (h.scores.get("dense") or 0.0) >= floor]
+        evidence = self._evidence(result.hits)
         top = result.hits[0].ranks if result.hits else {}
         legs_agree = not ({"bm25", "dense"} <= set(top)) or all((top.get(leg) or 99) <= 3 for leg in ("bm25", "dense"))
         update: dict[str, Any] = {"evidence": evidence, "strategy": result.strategy, "decision": retrieval.decision,
-                                  "legs_agree": legs_agree}
+                                  "legs_agree": legs_agree, "cases": result.cases,
+                                  "case_ids": {h.chunk_id: h.case_ids for h in result.hits}}
+        if plan is not None:  # one part: the plain retrieval, reported in the plan
+            update["plan"] = with_plan(plan, single(result, retrieval.decision), [{e.chunk_id for e in evidence}])
         if result.degraded:
             update["degraded"] = [*state.get("degraded", []),
                                   *({"node": "retrieve", "reason": r} for r in result.degraded_reasons)]
+        return update
+
+    def _after_retrieve(self, state: PipelineState) -> str:
+        if state["flags"].get("mcp_tools") and self.tool_step is not None:
+            return "tools"
+        return _after_retrieve(state)
+
+    async def tools(self, state: PipelineState) -> dict[str, Any]:
+        """Tool results join the evidence and are cited like passages (see `ToolStep`)."""
+        assert self.tool_step is not None  # routed here only with one
+        evidence, plan = state.get("evidence", []), state.get("plan")
+        parts, answered = _plan_parts(state)
+        found, by_part, notes = await self.tool_step(state["request"], state["flags"], parts, answered)
+        update: dict[str, Any] = {"evidence": [*evidence, *found]}
+        if plan is not None and by_part:  # a compound answer composes each part from its own hits
+            update["plan"] = replace(plan, parts=tuple(replace(p, hits=(*p.hits, *by_part.get(i, ())))
+                                                       for i, p in enumerate(plan.parts)))
+        if notes:
+            update["degraded"] = [*state.get("degraded", []), *notes]
         return update
 
     async def _compose_with(self, provider: AnswerProvider, state: PipelineState) -> dict[str, Any]:
@@ -195,15 +298,28 @@ class AnswerPipeline:
             raise ValueError(f"{provider.name} composed an empty answer")
         return {"answer": text, "model": provider.model, "provider": provider.name, "usage": usage}
 
+    async def _compose_parts(self, provider: AnswerProvider, state: PipelineState) -> dict[str, Any]:
+        request, plan, evidence = state["request"], state["plan"], state["evidence"]
+        mode = "answer" if request.mode == "debate" else request.mode
+        return await compose_parts(provider, plan.parts, part_evidence(plan.parts, evidence), evidence,
+                                   state.get("language", "en"), mode, self.settings.answer_max_sentences,
+                                   get_stream_writer())
+
     async def compose(self, state: PipelineState) -> dict[str, Any]:
+        if _compound(state):
+            return await self._compose_parts(self.provider, state)
         return await self._compose_with(self.provider, state)
 
     async def compose_extractive(self, state: PipelineState) -> dict[str, Any]:
         get_stream_writer()({"reset": True})  # a stream consumer drops what the failed provider sent
+        if _compound(state):
+            return await self._compose_parts(self.extractive, state)
         return await self._compose_with(self.extractive, state)
 
     # Grounding analyses every sentence and chunk (Korean morphology is CPU): off the event loop.
     async def cite(self, state: PipelineState) -> dict[str, Any]:
+        if state.get("sections") and state.get("debate") is None:  # a planned answer: section by section
+            return await asyncio.to_thread(cite_sections, self.analyzer, state["sections"], state["evidence"])
         return {"citations": await asyncio.to_thread(grounding.cite, self.analyzer, state["answer"], state["evidence"])}
 
     async def track_evidence(self, state: PipelineState) -> dict[str, Any]:
@@ -270,7 +386,8 @@ class AnswerPipeline:
     def _after_validate(self, state: PipelineState) -> str:
         request, flags = state["request"], state["flags"]
         asked = request.mode == "debate" or (request.mode == "answer" and flags.get("debate_mode", False))
-        if asked and "debate" not in state and state.get("evidence"):
+        # A multi-part plan is not debated: a debate settles one answer, the plan asks several questions.
+        if asked and "debate" not in state and state.get("evidence") and not _compound(state):
             unsupported = len(state.get("unsupported") or [])
             if self.debater.should_debate(state.get("confidence", 0.0), unsupported, state.get("legs_agree", True)):
                 return "debate"
@@ -318,10 +435,17 @@ class AnswerPipeline:
         if decision is not None and debate is not None:
             decision.debated, decision.debate_llm_calls = True, debate.llm_calls
             decision.debate_cost_usd = debate.usage.cost_usd
-        # The answer's groundedness is the implicit reward of the strategy that found its evidence.
-        self.bandit.commit(decision, quality=state.get("confidence", 0.0))
+        # The answer's groundedness is the implicit reward of the strategy that found its evidence (for a
+        # multi-part plan, each part's own section against its own evidence).
+        plan, decisions = state.get("plan"), state.get("decisions")
+        if plan is not None and decisions is not None:
+            qualities = part_qualities(plan.parts, state.get("sections", []), state.get("evidence", []))
+            for part_decision, quality in zip(decisions, qualities, strict=True):
+                self.bandit.commit(part_decision, quality=quality)
+        else:
+            self.bandit.commit(decision, quality=state.get("confidence", 0.0))
         evidence = state.get("evidence", [])
-        usage = state.get("usage") or Usage()
+        usage = (state.get("usage") or Usage()) + (plan.usage if plan is not None else Usage())
         if state.get("provider", "none") != "none":
             labels = {"provider": state["provider"], "model": state.get("model", "")}
             metrics.LLM_TOKENS.labels(**labels, kind="input").inc(usage.input_tokens)
@@ -332,10 +456,13 @@ class AnswerPipeline:
         preamble = state.get("preamble")
         answer = state.get("answer", "")
         return AnswerResponse.model_validate({
-            "question": request.question,
+            "question": request.asked or request.question,
+            "rewritten_question": request.question if request.asked is not None else None,
             "answer": f"{preamble}\n{answer}" if preamble else answer,
             "sources": [{"chunk_id": e.chunk_id, "doc_id": e.doc_id, "title": e.title, "source_url": e.source_url,
-                         "snippet": e.text[:300]} for e in evidence],
+                         "snippet": e.text[:300],
+                         "case_ids": state["case_ids"].get(e.chunk_id, []) if state.get("cases") is not None else None}
+                        for e in evidence],
             "citations": [vars(c) for c in state.get("citations", [])],
             "confidence": state.get("confidence", 0.0),
             "validation": {"grounded": bool(state.get("grounded")),
@@ -351,6 +478,8 @@ class AnswerPipeline:
             "degraded_nodes": state.get("degraded", []),
             "request_id": request.request_id,
             "debate": _debate_out(debate) if debate is not None else None,
+            "plan": plan.to_dict() if plan is not None else None,
+            "cases": state.get("cases"),
         })
 
 
@@ -362,6 +491,36 @@ def _debate_out(result: DebateResult) -> dict[str, Any]:
 
 def _after_retrieve(state: PipelineState) -> str:
     return "compose" if state.get("evidence") else "respond"
+
+
+def _after_intent(state: PipelineState) -> str:
+    return "plan" if state["flags"].get("meta_planner") else "retrieve"
+
+
+def _at_start(state: PipelineState) -> str:
+    return "rewrite" if state["request"].history else "intent"
+
+
+def _rewritten(request: AnswerRequest, rewrite: FollowupRewrite) -> dict[str, Any]:
+    """The request as the rest of the graph reads it: its question made standalone (the asked one kept)."""
+    if not rewrite.rewritten:
+        return {}
+    get_stream_writer()({"rewritten": {"question": rewrite.question, "by": rewrite.by}})
+    return {"request": replace(request, question=rewrite.question, asked=request.question)}
+
+
+def _compound(state: PipelineState) -> bool:
+    plan = state.get("plan")
+    return plan is not None and plan.compound
+
+
+def _plan_parts(state: PipelineState) -> tuple[list[str], list[bool]]:
+    """The plan's parts and whether documents answered each (it kept evidence), else the question and whether
+    any evidence was found: what the tools node decides from (counts, never passage text)."""
+    plan = state.get("plan")
+    if plan is not None and plan.parts:
+        return [p.text for p in plan.parts], [bool(p.hits) for p in plan.parts]
+    return [state["request"].question], [bool(state.get("evidence"))]
 
 
 def _after_cite(state: PipelineState) -> str:

@@ -11,7 +11,7 @@ from apps.llm.base import Evidence
 from apps.text.analyzer import Analyzer
 from apps.text.sentences import split_sentences
 
-_MARKER = re.compile(r"\s*\[(\d+)\]")
+_MARKER = re.compile(r"(?<!\s)\s*\[(\d+)\]")  # starts only where a whitespace run starts: linear
 _LEADING_MARKERS = re.compile(r"^(\s*\[\d+\])+\s*")
 
 

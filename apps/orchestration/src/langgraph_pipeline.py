@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from apps.core.composition import process_runtime
 from apps.orchestration.src.answer_graph import AnswerPipeline
 from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
-from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
+from apps.orchestration.src.bandit.replay import ReplayBuffer
+from apps.runtime import get_runtime
 from apps.search.types import SearchFilters
 
 __all__ = ["AnswerPipeline", "AnswerRequest", "AnswerResponse", "LangGraphPipeline", "PipelineRequest",
@@ -89,4 +89,4 @@ class LangGraphPipeline:
 
 def get_pipeline(provider: str | None = None) -> LangGraphPipeline:
     """The process-wide pipeline on the configured database and provider (built on first use)."""
-    return LangGraphPipeline(process_runtime().pipelines.get(provider))
+    return LangGraphPipeline(get_runtime().pipelines.get(provider))

@@ -7,7 +7,7 @@ import json
 
 from cachetools import LRUCache
 
-from apps.core.config import Settings, get_settings
+from apps.core.config import Settings
 from apps.search.embeddings.base import EmbeddingProvider
 from apps.search.embeddings.cached import CachedEmbedder
 from apps.search.embeddings.passage_cache import PassageCache
@@ -57,8 +57,7 @@ def _key(settings: Settings) -> str:
     return json.dumps(used, sort_keys=True)
 
 
-def get_embedder(settings: Settings | None = None) -> EmbeddingProvider:
-    settings = settings or get_settings()
+def get_embedder(settings: Settings) -> EmbeddingProvider:
     key = _key(settings)
     embedder = _built.get(key)
     if embedder is None:

@@ -18,9 +18,9 @@ import httpx
 import numpy as np
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from apps.core.replicas import Replica, ReplicaPool
 from apps.search.embeddings.base import EmbeddingError
 from apps.search.embeddings.identity import canonical
-from apps.search.embeddings.replicas import Replica, ReplicaPool
 from apps.search.embeddings.token_count import counter_for
 
 _RETRY_STATUSES = {408, 429, 500, 502, 503, 504}

@@ -15,7 +15,8 @@ def create_store(engine: AsyncEngine, settings: Settings) -> Store:
         return SQLiteStore(engine)
     from apps.search.stores.postgres import PostgresStore
 
-    return PostgresStore(engine, k1=settings.bm25_k1, b=settings.bm25_b, ef_search=settings.hnsw_ef_search)
+    return PostgresStore(engine, k1=settings.bm25_k1, b=settings.bm25_b, ef_search=settings.hnsw_ef_search,
+                         exact_max_chunks=settings.dense_exact_max_chunks)
 
 
 __all__ = ["Store", "create_store"]

@@ -14,7 +14,12 @@ class Refused extends Error {}
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) k === "class" ? (el.className = v) : el.setAttribute(k, v);
+  // Styles through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") el.className = v;
+    else if (k === "style") Object.assign(el.style, v);
+    else el.setAttribute(k, v);
+  }
   for (const c of children) el.append(c instanceof Node ? c : String(c ?? ""));
   return el;
 }
@@ -237,6 +242,10 @@ function renderLearning(data) {
     ["policy version", data.policy_version], ["states", data.states.length],
     ["replay buffer", `${r.size} / ${r.capacity} (${pct(r.capacity ? r.size / r.capacity : 0)})`],
     ["off-policy value of greedy", estimate],
+    ["feedback (24 h)", `${data.feedback.rows} given · ${data.feedback.rated} rated · ` +
+      `${data.feedback.passages_marked} with passages marked · ${data.feedback.comments} with comments`],
+    ["answers rated (24 h)", data.feedback.share_rated == null ? "no answers yet"
+      : `${pct(data.feedback.share_rated)} (${data.feedback.answers_rated} of ${data.feedback.answers})`],
   ]);
   const qs = data.states.flatMap((st) => st.cells.filter(Boolean).map((c) => c.q));
   const lo = Math.min(...qs), hi = Math.max(...qs);
@@ -247,7 +256,7 @@ function renderLearning(data) {
     ...st.cells.map((c, i) => {
       const greedy = data.arms[i] === st.greedy ? " greedy" : "";
       return c
-        ? h("td", {class: "cell" + greedy, style: `background:${heat(c.q, lo, hi)}`,
+        ? h("td", {class: "cell" + greedy, style: {background: heat(c.q, lo, hi)},
                    title: `Q ${c.q} after ${c.updates} updates`}, `${c.q.toFixed(3)} (${c.updates})`)
         : h("td", {class: "cell empty" + greedy, title: "no update yet"}, "–");
     }),
@@ -258,6 +267,16 @@ function renderLearning(data) {
     clock(d.created_at), d.state, d.action,
     Object.entries(d.probabilities).map(([a, p]) => `${a} ${p.toFixed(2)}`).join(" · "),
     d.reward == null ? "pending" : `${d.reward.toFixed(3)} (${d.reward_source})`,
+  ]));
+}
+
+// --- collections ------------------------------------------------------------------------------------
+
+function renderCollections(data) {
+  fill($("collection-table").tBodies[0], data.collections.map((c) => [
+    c.name, c.documents, c.chunks,
+    c.keys.map((k) => `${k.name || k.id} (${k.scope}${k.all ? ", every collection" : ""})`).join(" · ") || "none",
+    c.description,
   ]));
 }
 
@@ -287,12 +306,13 @@ async function refresh() {
   if (!sessionStorage.getItem(KEY) || busy) return;
   busy = true;
   try {
-    const [flags, canary, ts, learning, llm, health] = await Promise.all([
+    const [flags, canary, ts, learning, llm, health, collections] = await Promise.all([
       api("/feature-flags"), api("/api/v1/admin/dashboard/canary?limit=8"),
       api(`/api/v1/admin/dashboard/timeseries?minutes=${$("window").value}&bucket_s=${WINDOWS[$("window").value]}`),
       api("/api/v1/admin/dashboard/learning"), api("/api/v1/admin/dashboard/llm"),
       // Open, and a 503 still says which dependency is down: read its body whatever the status.
       fetch("/health?detailed=true").then((r) => r.json()),
+      api("/api/v1/admin/dashboard/collections"),
     ]);
     showApp(true);
     renderHealth(health, llm);
@@ -300,6 +320,7 @@ async function refresh() {
     renderCanary(canary);
     renderCharts(ts, canary);
     renderLearning(learning);
+    renderCollections(collections);
     await refreshHistory();
     $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
     $("refreshed").className = "muted";

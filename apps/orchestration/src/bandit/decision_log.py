@@ -42,6 +42,8 @@ class Decision:
     debated: bool = False  # the answer was settled by a debate: what it cost is part of the arm's price
     debate_llm_calls: int = 0
     debate_cost_usd: float = 0.0
+    key_id: str | None = None  # whose request (SPEC-ACCESS-001): only that key's feedback rewards it
+    collections: list[str] | None = None  # what it could see (["*"]: every collection)
 
 
 def _describe(decision: Decision) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from apps.orchestration.src.bandit.decision_log import DecisionLog
-    from apps.orchestration.src.bandit.q_learning import SoftQLearning
+    from apps.orchestration.src.bandit.soft_q import SoftQLearning
 
 POLICIES = ("greedy", "current")
 

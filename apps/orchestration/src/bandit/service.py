@@ -19,10 +19,12 @@ from apps.core.config import Settings
 from apps.core.db import write_transaction
 from apps.core.models import utcnow
 from apps.core.periodic import Periodic
+from apps.core.visibility import effective
 from apps.orchestration.src.bandit.decision_log import Decision, DecisionLog
-from apps.orchestration.src.bandit.q_learning import SoftQLearning
-from apps.orchestration.src.bandit.replay_buffer import ReplayBuffer
+from apps.orchestration.src.bandit.soft_q import SoftQLearning
+from apps.orchestration.src.bandit.replay import ReplayBuffer
 from apps.orchestration.src.bandit.state import encode_state
+from apps.search.cases.types import CaseQuery
 from apps.search.service import SearchService
 from apps.search.strategies import BM25
 from apps.search.types import Hit, SearchFilters, SearchResult
@@ -46,6 +48,13 @@ class FeedbackOutcome:
     reward: float
     accepted: bool  # False: feedback for this request was already recorded (the first one stands)
     learned: bool  # True: the reward went into the replay buffer (False: an online update, or none)
+
+
+def _viewer(filters: SearchFilters | None) -> dict[str, Any]:
+    """Who searched and what they could see, kept with the decision: the log is per key and collection."""
+    visibility = effective(filters.visibility if filters is not None else None)
+    seen = sorted(visibility.collections) if visibility.collections is not None else ["*"]
+    return {"key_id": visibility.key_id, "collections": seen}
 
 
 def term_coverage(query_terms: list[str], hits: list[Hit], top: int = 3) -> float:
@@ -84,25 +93,29 @@ class StrategyBandit:
 
     async def retrieve(self, query: str, top_k: int, filters: SearchFilters | None, *, request_id: str,
                        endpoint: str, strategy: str | None = None, use_bandit: bool = False,
-                       replay: bool = False, variant: str = "legacy") -> Retrieval:
-        """Search with a forced strategy, the bandit's choice (use_bandit) or the fixed default."""
+                       replay: bool = False, variant: str = "legacy", cases: bool = False) -> Retrieval:
+        """Search with a forced strategy, the bandit's choice (use_bandit) or the fixed default; `cases`:
+        with case memory (the `neural_case_selector` flag), logged under the request id."""
+        memory = CaseQuery(request_id, endpoint) if cases else None
         if strategy is not None or not use_bandit:
-            return Retrieval(await self.search.search(query, top_k, filters, strategy, cacheable=True), None)
+            return Retrieval(await self.search.search(query, top_k, filters, strategy, cacheable=True, cases=memory),
+                             None)
         start = time.perf_counter()
         await self.learner.refresh()
         first_look = await self.search.first_look(query, top_k, filters)
         terms = await self.search.analyzer.aquery_terms(query, self.settings.max_query_terms)
         state = encode_state(query, terms, first_look)
         action, probabilities = self.learner.select(state, request_id)
-        result = await self.search.search(query, top_k, filters, action, prefetched={BM25: first_look})
+        result = await self.search.search(query, top_k, filters, action, prefetched={BM25: first_look}, cases=memory)
         latency_ms = (time.perf_counter() - start) * 1000
         decision = Decision(
             request_id=request_id, endpoint=endpoint, state=state, action=action,
             probabilities={a: round(p, 6) for a, p in zip(self.learner.arms, probabilities)},
             policy_version=self.learner.version, variant=variant, latency_ms=round(latency_ms, 3),
             served_chunk_ids=[h.chunk_id for h in result.hits], replay=replay,
+            **_viewer(filters),
         )
-        decision.implicit_reward = self.reward(term_coverage(terms, result.hits), latency_ms)
+        decision.implicit_reward = self.reward(term_coverage(terms, result.hits), latency_ms, action)
         return Retrieval(result, decision)
 
     def commit(self, decision: Decision | None, quality: float | None = None) -> None:
@@ -112,18 +125,24 @@ class StrategyBandit:
         if self.settings.bandit_implicit_reward == "none":
             decision.implicit_reward = None  # never settled: only explicit feedback teaches
         elif quality is not None:
-            decision.implicit_reward = self.reward(quality, decision.latency_ms)
+            decision.implicit_reward = self.reward(quality, decision.latency_ms, decision.action)
         self.decisions.record(decision)
 
-    def reward(self, quality: float, latency_ms: float) -> float:
-        return round(self.learner.calculate_reward(quality, latency_ms, self.settings.bandit_latency_cost), 6)
+    def reward(self, quality: float, latency_ms: float, action: str | None = None) -> float:
+        """Quality less the latency's cost and, for an arm that pays per search (a hosted reranker), its
+        price: BANDIT_COST_PER_USD of reward per US dollar. A reranked arm's latency is in `latency_ms`."""
+        strategy = self.search.strategies.get(action) if action else None
+        price = strategy.cost_usd if strategy is not None else 0.0
+        base = self.learner.calculate_reward(quality, latency_ms, self.settings.bandit_latency_cost)
+        return round(base - self.settings.bandit_cost_per_usd * price, 6)
 
     # --- feedback and learning ----------------------------------------------------------------------
 
     async def feedback(self, request_id: str, *, rating: float | None = None, helpful: bool | None = None,
-                       relevant_chunk_ids: list[int] | None = None) -> FeedbackOutcome:
+                       relevant_chunk_ids: list[int] | None = None, rater: str | None = None) -> FeedbackOutcome:
+        """`rater`: the API key giving it, who may rate only its own requests (another's is unknown to it)."""
         row = await self.decisions.get(request_id)
-        if row is None:
+        if row is None or (rater is not None and row.key_id != rater):
             raise UnknownDecisionError(f"no bandit decision was logged for request id {request_id!r}")
         if rating is not None:
             quality = rating
@@ -131,7 +150,7 @@ class StrategyBandit:
             quality = 1.0 if helpful else -1.0
         else:
             quality = ndcg_of(list(row.served_chunk_ids), set(relevant_chunk_ids or ()))
-        reward = self.reward(quality, row.latency_ms)
+        reward = self.reward(quality, row.latency_ms, row.action)
         feedback = {"rating": rating, "helpful": helpful, "relevant_chunk_ids": relevant_chunk_ids}
         learned = False
         async with write_transaction(self.decisions.engine) as conn:

@@ -1,5 +1,5 @@
-"""Engines for the learning components: lazy (users' scripts build them without one), and blocking
-calls for synchronous callers such as the operators' one-line inspection scripts."""
+"""The learning components' engine, and blocking calls for synchronous callers such as the operators'
+one-line inspection scripts (the engine itself comes from the composition root)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,8 @@ T = TypeVar("T")
 
 
 class EngineHolder:
-    def __init__(self, engine: AsyncEngine | None) -> None:
-        self._engine = engine
-
-    @property
-    def engine(self) -> AsyncEngine:
-        if self._engine is None:
-            from apps.core.config import get_settings
-            from apps.core.db import create_engine
-
-            self._engine = create_engine(get_settings())
-        return self._engine
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
 
     def run_blocking(self, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         """`work` on a private engine to the same database, waited for (see `apps.core.db.run_blocking`)."""

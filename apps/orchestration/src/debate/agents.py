@@ -17,7 +17,7 @@ from apps.orchestration.src.debate.claims import parse_claims, render, sentence_
 from apps.orchestration.src.debate.context import DebateContext
 from apps.orchestration.src.debate.ledger import Ledger, estimate_tokens
 from apps.orchestration.src.debate.types import Claim, CompletionProvider, Role, Turn
-from apps.orchestration.src.debate.views import ContextItem, as_evidence
+from apps.orchestration.src.debate.evidence_shares import ContextItem, as_evidence
 from apps.text.analyzer import Analyzer, get_analyzer
 
 
@@ -37,7 +37,7 @@ class DebateAgent:
         self.agents = agents
         self.max_sentences = max_sentences
         self.support_threshold = support_threshold
-        self._analyzer = analyzer or get_analyzer()
+        self._analyzer = analyzer or get_analyzer("bigram")  # standalone: the model-free one
         self._extractive = ExtractiveProvider(self._analyzer)
 
     async def generate_answer(self, query: str, context: Sequence[ContextItem],

@@ -24,7 +24,7 @@ from apps.orchestration.src.debate.judge import JudgeError, llm_judge
 from apps.orchestration.src.debate.ledger import Ledger
 from apps.orchestration.src.debate.trigger import Trigger, should_debate
 from apps.orchestration.src.debate.types import CompletionProvider, DebateResult, Judge, Role, StopReason, Turn
-from apps.orchestration.src.debate.views import ContextItem, as_evidence, evidence_views
+from apps.orchestration.src.debate.evidence_shares import ContextItem, as_evidence, evidence_shares
 from apps.orchestration.src.debate.vote import Verdict, render_verdict, weighted_vote
 from apps.orchestration.src.grounding import cite
 from apps.text.analyzer import Analyzer, get_analyzer
@@ -75,7 +75,8 @@ class DebateEngine:
         self.max_sentences = max_sentences
         self.support_threshold = support_threshold
         self.agreement_threshold = agreement_threshold
-        self._analyzer = analyzer or get_analyzer()
+        # Standalone use gets the model-free analyser; the runtime passes the configured one.
+        self._analyzer = analyzer or get_analyzer("bigram")
 
     def should_debate(self, confidence: float, unsupported: int = 0, legs_agree: bool = True) -> bool:
         return should_debate(self.trigger, confidence, unsupported, legs_agree)
@@ -98,7 +99,7 @@ class DebateEngine:
         start = time.perf_counter()
         total = self.timeout_s if timeout is None else timeout
         ctx = DebateContext.build(self._analyzer, query, as_evidence(context), self.support_threshold)
-        views = evidence_views(ctx.evidence, agents)
+        views = evidence_shares(ctx.evidence, agents)
         # Without a per-call bound one stalled call would eat the whole debate; each round and the judge
         # get an equal share of the total by default.
         call_timeout = self.call_timeout_s or total / (rounds + 1)

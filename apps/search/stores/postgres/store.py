@@ -3,17 +3,26 @@
 BM25 follows the formula FTS5's `bm25()` uses (Robertson IDF floored at 1e-6, TF saturation k1,
 length normalisation b over analysed-token lengths), so both backends rank the same way by default;
 here k1 and b come from settings.
+
+A dense search that may see everything walks the HNSW graph. One restricted by what it may see or by
+filters must not come back short, which an HNSW scan filtered afterwards can (pgvector 0.6 has no
+iterative scans): a scope of up to DENSE_EXACT_MAX_CHUNKS chunks is scanned exactly; a larger one walks
+the graph for enough neighbours that the scope's share of them fills k, and scans exactly when it
+does not.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from apps.core.visibility import Visibility
 from apps.search.stores.base import SqlStore, bind, filter_clause
 from apps.search.types import LegHit, SearchFilters
 
@@ -42,6 +51,10 @@ LIMIT :k
 """
 
 
+# pgvector's largest hnsw.ef_search: a walk deeper than it cannot return more neighbours.
+_MAX_WALK = 1000
+
+
 def _vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
 
@@ -49,11 +62,13 @@ def _vector_literal(vector: np.ndarray) -> str:
 class PostgresStore(SqlStore):
     backend = "postgresql"
 
-    def __init__(self, engine: AsyncEngine, k1: float, b: float, ef_search: int) -> None:
+    def __init__(self, engine: AsyncEngine, k1: float, b: float, ef_search: int, exact_max_chunks: int = 20_000,
+                 ) -> None:
         self.engine = engine
         self._k1 = k1
         self._b = b
         self._ef_search = ef_search
+        self._exact_max = exact_max_chunks
 
     def encode_vector(self, vector: np.ndarray) -> np.ndarray:
         return np.asarray(vector, dtype=np.float32)  # the VECTOR column type renders it
@@ -69,11 +84,9 @@ class PostgresStore(SqlStore):
                 text("INSERT INTO chunk_terms (term, chunk_id, tf, dl) VALUES (:term, :chunk_id, :tf, :dl)"), rows
             )
 
-    async def replace_lexical(self, conn: AsyncConnection, chunks: Sequence[tuple[int, Sequence[str]]]) -> None:
-        await self._update_lexical(conn, chunks)
+    async def drop_postings(self, conn: AsyncConnection, chunk_ids: Sequence[int]) -> None:
         await conn.execute(text("DELETE FROM chunk_terms WHERE chunk_id = ANY(CAST(:ids AS bigint[]))"),
-                           {"ids": [cid for cid, _ in chunks]})
-        await self.index_chunks(conn, chunks)
+                           {"ids": list(chunk_ids)})
 
     async def ensure_vector_index(self, dim: int) -> None:
         async with self.engine.begin() as conn:
@@ -84,12 +97,12 @@ class PostgresStore(SqlStore):
                 )
             )
 
-    async def bm25(self, terms: list[str], k: int, filters: SearchFilters) -> list[LegHit]:
+    async def bm25(self, terms: list[str], k: int, filters: SearchFilters, visibility: Visibility) -> list[LegHit]:
         if not terms:
             return []
-        where, params, expanding = filter_clause(filters, self.backend)
+        where, params, expanding = filter_clause(filters, self.backend, visibility)
         sql = _BM25_SQL.format(
-            join="" if filters.empty else "JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id",
+            join="JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id" if where else "",
             where=f"WHERE {where}" if where else "",
         )
         async with self.engine.connect() as conn:
@@ -98,35 +111,57 @@ class PostgresStore(SqlStore):
             )
             return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
 
-    async def dense(self, vector: np.ndarray, model: str, k: int, filters: SearchFilters) -> list[LegHit]:
+    async def dense(self, vector: np.ndarray, model: str, k: int, filters: SearchFilters,
+                    visibility: Visibility) -> list[LegHit]:
         dim = int(len(vector))
         cast = f"(e.vector::vector({dim}))"
-        where, params, expanding = filter_clause(filters, self.backend)
-        if filters.empty:
-            # Exactly the partial expression index's shape, so the planner walks the HNSW graph.
-            sql = (
-                f"SELECT e.chunk_id, 1 - ({cast} <=> CAST(:q AS vector({dim}))) AS score FROM embeddings e "
-                f"WHERE e.dim = {dim} AND e.model = :model ORDER BY {cast} <=> CAST(:q AS vector({dim})) LIMIT :k"
-            )
-        else:
-            # Filtered: exact search over the filtered rows (an HNSW scan filtered afterwards can come back
-            # short); OFFSET 0 keeps the subquery from being flattened into an index scan.
-            sql = (
-                f"SELECT s.chunk_id, 1 - ((s.vector::vector({dim})) <=> CAST(:q AS vector({dim}))) AS score FROM ("
-                "SELECT e.chunk_id, e.vector FROM embeddings e JOIN chunks c ON c.id = e.chunk_id "
-                f"JOIN documents d ON d.id = c.document_id WHERE e.dim = {dim} AND e.model = :model AND {where} "
-                f"OFFSET 0) s ORDER BY score DESC LIMIT :k"
-            )
+        q = f"CAST(:q AS vector({dim}))"
+        where, params, expanding = filter_clause(filters, self.backend, visibility)
+        values = {**params, "q": _vector_literal(vector), "model": model, "k": k}
+        # Exactly the partial expression index's shape, so the planner walks the HNSW graph.
+        graph = (f"SELECT e.chunk_id, {cast} <=> {q} AS distance FROM embeddings e "
+                 f"WHERE e.dim = {dim} AND e.model = :model ORDER BY {cast} <=> {q} LIMIT :depth")
+        # OFFSET 0 keeps the subquery from being flattened into an index scan.
+        exact = (f"SELECT s.chunk_id, 1 - ((s.vector::vector({dim})) <=> {q}) AS score FROM ("
+                 "SELECT e.chunk_id, e.vector FROM embeddings e JOIN chunks c ON c.id = e.chunk_id "
+                 f"JOIN documents d ON d.id = c.document_id WHERE e.dim = {dim} AND e.model = :model AND {where} "
+                 "OFFSET 0) s ORDER BY score DESC, s.chunk_id LIMIT :k")
         async with self.engine.connect() as conn:
             async with conn.begin():
-                await conn.execute(
-                    text("SELECT set_config('hnsw.ef_search', :ef, true)"),
-                    {"ef": str(max(self._ef_search, k))},
-                )
-                rows = await conn.execute(
-                    bind(sql, expanding), {**params, "q": _vector_literal(vector), "model": model, "k": k}
-                )
+                if not where:
+                    return await self._walk(conn, f"SELECT chunk_id, 1 - distance AS score FROM ({graph}) g "
+                                                  "ORDER BY distance, chunk_id", {**values, "depth": k}, k)
+                depth = await self._depth(conn, where, params, expanding, k)
+                if depth is not None:
+                    hits = await self._walk(conn, f"SELECT g.chunk_id, 1 - g.distance AS score FROM ({graph}) g "
+                                                  "JOIN chunks c ON c.id = g.chunk_id JOIN documents d ON "
+                                                  f"d.id = c.document_id WHERE {where} ORDER BY g.distance, "
+                                                  "g.chunk_id LIMIT :k", {**values, "depth": depth}, depth,
+                                            expanding)
+                    if len(hits) >= k:
+                        return hits
+                rows = await conn.execute(bind(exact, expanding), values)
                 return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
+
+    async def _depth(self, conn: AsyncConnection, where: str, params: dict[str, Any], expanding: list[str],
+                     k: int) -> int | None:
+        """How many graph neighbours a restricted search walks for k of its own (None: scan the scope
+        exactly instead: it is small, or so small a share that the walk would be longer than the scan)."""
+        row = (await conn.execute(bind(
+            f"SELECT coalesce(sum(d.chunk_count), 0) AS total, coalesce(sum(d.chunk_count) FILTER (WHERE {where}), 0) "
+            "AS scope FROM documents d", expanding), params)).one()
+        scope, total = int(row.scope), int(row.total)
+        if scope <= self._exact_max or scope == 0:
+            return None
+        depth = math.ceil(2 * k * total / scope)  # twice the expected need: a scope clusters unevenly
+        return depth if depth <= _MAX_WALK else None
+
+    async def _walk(self, conn: AsyncConnection, sql: str, values: dict[str, Any], depth: int,
+                    expanding: Sequence[str] = ()) -> list[LegHit]:
+        await conn.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"),
+                           {"ef": str(min(max(self._ef_search, depth), _MAX_WALK))})
+        rows = await conn.execute(bind(sql, expanding), values)
+        return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
 
     async def close(self) -> None:
         return None  # everything runs on the engine's pool

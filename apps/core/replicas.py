@@ -1,4 +1,5 @@
-"""Spreading requests over the replicas of one remote model, and stepping around unhealthy ones.
+"""Spreading requests over the replicas of one remote model, and stepping around unhealthy ones: the
+embedding servers and the answer model servers share it.
 
 Each request goes to the healthy replica with the fewest requests in flight (ties in turn), so two
 replicas share a long ingest evenly and a slow one gets less. A replica that fails (connection

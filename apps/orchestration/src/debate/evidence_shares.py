@@ -50,7 +50,7 @@ def as_evidence(context: Sequence[ContextItem]) -> tuple[Evidence, ...]:
     return tuple(out.values())
 
 
-def evidence_views(evidence: tuple[Evidence, ...], agents: int) -> list[tuple[Evidence, ...]]:
+def evidence_shares(evidence: tuple[Evidence, ...], agents: int) -> list[tuple[Evidence, ...]]:
     """One share per agent; never more agents than passages (an agent with nothing to read adds nothing)."""
     n = max(1, min(agents, len(evidence)))
     return [evidence[i::n] for i in range(n)]
