@@ -160,6 +160,9 @@ def _upgrade() -> None:
             for statement in _vec_ddl(dim, collections=True):
                 op.execute(statement)
     op.create_index("ix_documents_collection_id", "documents", ["collection_id"])
+    # Whether any document carries groups is one lookup: a groupless corpus is searched without the check.
+    op.create_index("ix_documents_restricted", "documents", ["id"], postgresql_where=sa.text("restricted"),
+                    sqlite_where=sa.text("restricted = 1"))
     op.create_table(
         "document_groups",
         sa.Column("document_id", sa.String(32), sa.ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True),
@@ -197,6 +200,7 @@ def _downgrade() -> None:
     op.drop_column("api_keys", "groups")
     op.drop_column("api_keys", "collections")
     op.drop_table("document_groups")
+    op.drop_index("ix_documents_restricted", table_name="documents")
     op.drop_index("ix_documents_collection_id", table_name="documents")
     if pg:
         op.drop_constraint("uq_documents_collection_external_id", "documents", type_="unique")

@@ -112,14 +112,46 @@ def bench_soak_cmd(
     duration: float = typer.Option(600, min=1, help="seconds of load"),
     rate: float = typer.Option(5.0, min=0.1, max=1000, help="arrivals a second (open loop)"),
     workers: int = typer.Option(1, min=1, max=32, help="uvicorn workers"),
-    database_url: str | None = typer.Option(None, help="a scratch database; default: a fresh SQLite file"),
+    database_url: str | None = typer.Option(None, help="a scratch database; default: a fresh SQLite file "
+                                                       "(one per phase with --hostile)"),
+    hostile: float = typer.Option(0.0, min=0.0, max=0.5, help="also run the same load with this share of the "
+                                                              "arrivals hostile (apps/bench/hostile.py), on a fresh "
+                                                              "server, and compare the benign requests' latency"),
+    seed: int = typer.Option(0, help="decides every request, so both phases send the same benign ones"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Search, answer, feedback and ingest at a fixed rate: errors, latency per route, RSS, database growth."""
+    """Search, answer, feedback and ingest at a fixed rate: errors, latency per route, RSS, database growth.
+    With --hostile: clean, then with the hostile share (--duration each), benign p50/p95 of both and their
+    ratio, hostile responses by status, RSS growth of both."""
     from apps.bench.soak import bench_soak
+    from apps.cli.common import console
 
-    result = run(bench_soak(get_settings(), duration, rate, workers, resolve_database_url(database_url)))
-    _show("soak", result, as_json)
+    result = run(bench_soak(get_settings(), duration, rate, workers, resolve_database_url(database_url),
+                            hostile=hostile, seed=seed))
+    if not hostile:
+        _show("soak", result, as_json)
+        return
+
+    def show(r: dict[str, Any]) -> None:
+        for name, phase in r["phases"].items():
+            console.print(f"[bold]{name}[/bold]")
+            render("soak", phase)
+        b = r["benign"]
+        console.print(f"benign p50 / p95 ms: clean {b['clean']['p50_ms']} / {b['clean']['p95_ms']}, with "
+                      f"{r['hostile_share']:.0%} hostile {b['with_hostile']['p50_ms']} / {b['with_hostile']['p95_ms']}"
+                      f"; p95 ratio {b['p95_ratio']} (target ≤ {b['p95_ratio_target']}: "
+                      f"{'met' if b['within_target'] else 'MISSED'}); served degraded: clean {b['degraded_clean']}, "
+                      f"with hostile {b['degraded_with_hostile']}")
+        h = r["hostile"]
+        console.print(f"hostile: {h['requests']} requests, by status {h['by_status']}, 5xx: {h['server_errors']}")
+        for case, row in h["cases"].items():
+            console.print(f"  {case}: {row['statuses']} (p50 {row['p50_ms']} ms, max {row['max_ms']} ms)"
+                          + "".join(f"; {status}: {detail}" for status, detail in row.get("details_5xx", {}).items()))
+        for name, growth in r["rss_growth"].items():
+            console.print(f"RSS growth, {name}: {growth['growth_mb']} MB after the warm-up "
+                          f"({growth['growth_percent']} %; {growth['growth_percent_from_start']} % from the start)")
+
+    emit(result, as_json, show)
 
 
 @bench_app.command("embed")
@@ -255,3 +287,66 @@ def bench_collections_cmd(
         result = run(bench_collections(data, settings, alone, collections, names, on_progress=lambda p: bar.update(
             task, completed=p.documents, chunks=p.chunks, rate=f"{p.tokens_per_second:,.0f} tokens/s")))
     _show("collections", result, as_json)
+
+
+@bench_app.command("cases")
+def bench_cases_cmd(
+    dataset: Path = typer.Option(..., help="BEIR dataset folder, e.g. ../shared/data/scifact"),
+    history_split: str | None = typer.Option(None, help="the qrels split whose queries are the history (e.g. train)"),
+    split: str = typer.Option("test", help="the qrels split searched (and, with --history-fraction, split in two)"),
+    history_fraction: float | None = typer.Option(None, min=0.05, max=0.95,
+                                                  help="instead of --history-split: this share of --split's "
+                                                       "queries (a seeded shuffle) is the history"),
+    seed: int = typer.Option(0, help="the shuffle of --history-fraction and the noisy judgements"),
+    noise: float = typer.Option(0.2, min=0.0, max=1.0, help="share of history judgements replaced by a wrong "
+                                                            "passage in the noisy run"),
+    strategy: str | None = typer.Option(None, help="a named strategy; default DEFAULT_STRATEGY"),
+    database_url: str | None = typer.Option(None, help="default: the retrieval bench's cached SQLite file"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Case memory: nDCG@10, Recall@100 and latency of the test queries without cases, with the history's
+    judgements as cases, with only what its own top 10 showed, with noisy judgements, and cold."""
+    from apps.bench.cases import bench_cases, split_history
+
+    if (history_split is None) == (history_fraction is None):
+        raise typer.BadParameter("give one of --history-split or --history-fraction")
+    data, settings = _target(dataset, database_url, split)
+    if history_split is not None:
+        history = _dataset(dataset, history_split)
+        history_ids, test_ids = sorted(history.queries), sorted(set(data.queries) - set(history.queries))
+    else:
+        history = data
+        history_ids, test_ids = split_history(data, history_fraction or 0.5, seed)
+    _show("cases", run(bench_cases(history, data, history_ids, test_ids, settings, strategy=strategy, noise=noise,
+                                   seed=seed)), as_json)
+
+
+@bench_app.command("planner")
+def bench_planner_cmd(
+    dataset: Path = typer.Option(..., help="BEIR dataset folder, e.g. ../shared/data/korquad-ko"),
+    pairs: int = typer.Option(300, min=1, help="compound questions made from pairs of the set's questions"),
+    seed: int = typer.Option(0),
+    split: str = typer.Option("test"),
+    database_url: str | None = typer.Option(None, help="default: the retrieval bench's cached SQLite file"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The query planner off vs on: single questions unchanged, compound questions' coverage and answers."""
+    from apps.bench.planner import bench_planner
+
+    data, settings = _target(dataset, database_url, split)
+    _show("planner", run(bench_planner(data, settings, pairs, seed)), as_json)
+
+
+@bench_app.command("conversation")
+def bench_conversation_cmd(
+    dataset: Path = typer.Option(..., help="BEIR folder whose questions name their subject, e.g. ../shared/data/korquad-ko"),
+    strategy: str | None = typer.Option(None, help="default: DEFAULT_STRATEGY"),
+    limit: int | None = typer.Option(None, help="only the first N pairs"),
+    database_url: str | None = typer.Option(None, help="default: the retrieval bench's cached SQLite file"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Follow-ups: nDCG@10 original / alone / with history / standalone after an unrelated turn."""
+    from apps.bench.conversation import bench_conversation
+
+    data, settings = _target(dataset, database_url)
+    _show("conversation", run(bench_conversation(data, settings, strategy, limit)), as_json)

@@ -7,15 +7,14 @@ import atexit
 import os
 import shutil
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from apps.cli import doors, flags, jobs, keys, learning, models
+from apps.cli import cases, doors, flags, ingest, jobs, keys, learning, models
 from apps.cli.bench import bench_app
-from apps.cli.common import console, emit, err, fail, progress, run, with_runtime
+from apps.cli.common import console, emit, err, fail, run, with_runtime
 from apps.core.config import Settings, SettingsError, get_settings
 
 app = typer.Typer(help="DT-RAG: retrieval-augmented answers from your own documents.", no_args_is_help=True)
@@ -29,8 +28,11 @@ app.add_typer(learning.bandit_app, name="bandit")
 app.add_typer(flags.flags_app, name="flags")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(models.models_app, name="models")
+app.add_typer(cases.cases_app, name="cases")
 doors.register(app)
 app.command("worker")(jobs.worker)
+app.command("ingest")(ingest.ingest)
+app.command("reindex")(ingest.reindex)
 
 
 @app.callback()
@@ -55,111 +57,6 @@ def db_downgrade(revision: str = "-1") -> None:
     from apps.core.migrations import downgrade
 
     downgrade(get_settings().database_url, revision)
-
-
-@app.command()
-def ingest(
-    paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .pdf, BEIR .jsonl)"),
-    taxonomy: str = typer.Option("", help="Taxonomy path for these documents, e.g. 'ai/ml'"),
-    collection: str = typer.Option("default", help="the collection they go to (created if missing); an "
-                                                   "external id is unique within its collection"),
-    access_groups: str = typer.Option("", "--access-groups",
-                                      help="comma-separated groups: only keys carrying one see these documents"),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid",
-                                      help="Leave out bad files and corpus lines (listed at the end) instead of "
-                                           "refusing everything"),
-    run_async: bool = typer.Option(False, "--async", help="store the documents as a job and return its id"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
-) -> None:
-    """Ingest files: chunk, analyse, embed, store. Nothing is written if any file is bad (unless --skip-invalid)."""
-    from apps.ingestion.documents import normalise_taxonomy
-    from apps.ingestion.errors import EmbeddingMismatchError, IngestError
-    from apps.ingestion.loaders import iter_paths, load_file
-
-    settings = get_settings()
-    documents = []
-    skipped: list[IngestError] = []
-    for path in iter_paths(list(paths)):
-        try:
-            loaded = load_file(path, settings.max_document_bytes, skipped if skip_invalid else None)
-        except IngestError as exc:
-            if not skip_invalid:
-                fail(f"{exc} (nothing was ingested; --skip-invalid leaves bad files out)")
-            skipped.append(exc)
-            continue
-        for doc in loaded:
-            if taxonomy:
-                doc.taxonomy_path = normalise_taxonomy(taxonomy)
-            doc.collection = collection
-            doc.access_groups = tuple(g.strip() for g in access_groups.split(",") if g.strip())
-            documents.append(doc)
-    if not documents and not skipped:
-        fail("no supported files found")
-    from apps.ingestion.collections import CollectionError
-
-    if run_async:
-        from apps.jobs.kinds import document_fields
-        from apps.jobs.store import Payload
-
-        try:
-            with_runtime(lambda rt: rt.collections.ensure(collection))
-        except CollectionError as exc:
-            fail(str(exc))
-        jobs.submit("ingest", payloads=[Payload(None, document_fields(d), None) for d in documents],
-                    total=len(documents), params={"collections": [collection]})
-        return
-
-    async def work(runtime: Any) -> Any:
-        await runtime.collections.ensure(collection)
-        with progress() as bar:
-            task = bar.add_task("ingesting", total=len(documents), chunks=0, rate="")
-            return await runtime.ingestion.ingest(
-                documents, on_progress=lambda p: bar.update(task, completed=p.documents, chunks=p.chunks,
-                                                            rate=f"{p.tokens_per_second:,.0f} tokens/s"),
-                skip_invalid=skip_invalid,
-            )
-
-    try:
-        report = with_runtime(work)
-    except (IngestError, EmbeddingMismatchError) as exc:
-        fail(f"{exc} (nothing was ingested)")
-    except CollectionError as exc:
-        fail(str(exc))
-    problems = [str(p) for p in [*skipped, *report.skipped]]
-    summary = {"documents": report.documents, "created": report.created, "replaced": report.replaced,
-               "unchanged": report.unchanged, "skipped": len(problems), "chunks": report.chunks,
-               "seconds": report.seconds, "docs_per_s": report.docs_per_second,
-               "tokens_per_s": report.tokens_per_second, "skipped_items": problems}
-    emit(summary, as_json, _show_ingest)
-
-
-def _show_ingest(s: dict[str, Any]) -> None:
-    for problem in s["skipped_items"]:
-        console.print(f"[yellow]skipped[/yellow] {problem}")
-    table = Table("documents", "created", "replaced", "unchanged", "skipped", "chunks", "seconds", "docs/s", "tokens/s")
-    table.add_row(*(str(s[k]) for k in ("documents", "created", "replaced", "unchanged", "skipped", "chunks")),
-                  f"{s['seconds']:.1f}", f"{s['docs_per_s']:.1f}", f"{s['tokens_per_s']:.0f}")
-    console.print(table)
-
-
-@app.command()
-def reindex(run_async: bool = typer.Option(False, "--async", help="run as a job and return its id")) -> None:
-    """Re-embed every chunk with the configured embedding model."""
-    if run_async:
-        jobs.submit("reindex")
-        return
-
-    async def work(runtime: Any) -> tuple[int, str]:
-        with progress() as bar:
-            task = bar.add_task("re-embedding", total=None, chunks=0, rate="")
-
-            def update(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total, chunks=done)
-
-            return await runtime.ingestion.reindex(on_progress=update), runtime.ingestion.embedder.name
-
-    count, model = with_runtime(work)
-    console.print(f"re-embedded {count} chunks with {model}")
 
 
 async def _first_run_setup(settings: Settings, base_url: str) -> None:
@@ -251,10 +148,17 @@ def answer(
 def _show_answer(r: dict[str, Any]) -> None:
     console.print(r["answer"], soft_wrap=True)
     console.print()
-    table = Table("#", "title", "chunk", "snippet")
+    cases = r.get("cases")
+    table = Table("#", "title", "chunk", "snippet", *(["from cases"] if cases is not None else []))
     for i, source in enumerate(r["sources"], start=1):
-        table.add_row(str(i), source["title"], str(source["chunk_id"]), source["snippet"][:80])
+        table.add_row(str(i), source["title"], str(source["chunk_id"]), source["snippet"][:80],
+                      *([",".join(map(str, source.get("case_ids") or [])) or "-"] if cases is not None else []))
     console.print(table)
+    if cases is not None:
+        console.print(f"cases: {len(cases['case_ids'])} close past questions, ranking "
+                      f"{'changed' if cases['changed'] else 'unchanged'}, selector version "
+                      f"{cases['selector_version'] if cases['selector_version'] is not None else '-'}"
+                      f"{' (fixed rule)' if cases['rule'] else ''}")
     timings = ", ".join(f"{k} {v:.0f} ms" for k, v in r["timings_ms"].items())
     console.print(f"model {r['model']} | strategy {r['strategy']} | grounded "
                   f"{r['validation']['grounded']} | degraded {r['degraded']} | {timings}")

@@ -47,6 +47,11 @@ class KeyInfo:
     groups: tuple[str, ...] = ()
 
     @property
+    def sees_every_group(self) -> bool:
+        """Admin keys read documents whatever their access groups (collections still bind them)."""
+        return self.scope >= Scope.admin
+
+    @property
     def active(self) -> bool:
         now = utcnow()
         return self.revoked_at is None and (self.expires_at is None or _aware(self.expires_at) > now)

@@ -294,9 +294,9 @@ class Settings(BaseSettings):
     rewrite_model_max_tokens: int = Field(128, ge=16, le=1024, description="a model rewrite's output tokens")
 
     # Collections and access (issue 22, SPEC-ACCESS-001): keys bound to collections, documents to access groups.
-    # Comma-separated CIDRs of an authenticating proxy: from these addresses (only) X-Forwarded-Groups names the
-    # end user's groups, intersected with the key's own. Empty: the header is ignored from everywhere.
-    trusted_proxy_cidrs: str = Field("", description="e.g. 10.0.0.0/8,127.0.0.1/32")
+    # X-Forwarded-Groups is intersected with the key's own groups; empty: the header is ignored from everywhere.
+    trusted_proxy_cidrs: str = Field("", description="comma-separated CIDRs of an authenticating proxy: from these "
+                                                     "(only) X-Forwarded-Groups names the end user's groups")
     dense_exact_max_chunks: int = Field(20_000, ge=0, le=10_000_000,
                                         description="PostgreSQL: a dense search restricted to at most this many "
                                                     "chunks scans them exactly instead of walking the HNSW graph")
@@ -311,6 +311,8 @@ class Settings(BaseSettings):
     cases_duplicate_cosine: float = Field(0.95, ge=0, le=1, description="the fixed rule (before a collection's model): "
                                                                         "a near-duplicate is at least this close …")
     cases_duplicate_lexical: float = Field(0.8, ge=0, le=1, description="… and shares this much both ways")
+    cases_margin: float = Field(0.05, ge=0, le=1, description="a passage moves up only past positions at least this "
+                                                              "much less likely relevant than the selector says it is")
     cases_refresh_s: float = Field(2.0, ge=0, le=3600, description="how stale a worker's bank and selector may be")
     cases_train_every: int = Field(50, ge=0, le=1_000_000, description="a batch update after this many cases from "
                                                                         "feedback in a worker (0: only `dtrag cases "
@@ -321,6 +323,10 @@ class Settings(BaseSettings):
                                                                           "selector replaces the fixed rule")
     cases_decisions_retention_days: float = Field(30, gt=0, le=3650, description="logged requests (they hold the "
                                                                                  "questions) older are pruned")
+
+    # Hardening (issue 21): the MCP tool-call audit is pruned like the other per-request tables
+    tool_calls_retention_days: float = Field(30, gt=0, le=3650, description="tool-call audit rows (they hold the "
+                                                                            "calls' arguments) older are pruned")
 
     @field_validator("log_level")
     @classmethod

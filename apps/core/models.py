@@ -19,12 +19,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -60,7 +62,11 @@ class Collection(Base):
 
 class Document(Base):
     __tablename__ = "documents"
-    __table_args__ = (UniqueConstraint("collection_id", "external_id", name="uq_documents_collection_external_id"),)
+    __table_args__ = (
+        UniqueConstraint("collection_id", "external_id", name="uq_documents_collection_external_id"),
+        # Whether any document carries groups is one lookup (apps/search/stores/base.py `leg_visibility`).
+        Index("ix_documents_restricted", "id", postgresql_where=text("restricted"), sqlite_where=text("restricted = 1")),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     collection_id: Mapped[int] = mapped_column(Integer, ForeignKey("collections.id"), index=True)

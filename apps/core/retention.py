@@ -12,7 +12,8 @@
 - finished `jobs` (with any `job_payloads` left) and `job_events` older than `JOB_RETENTION_DAYS`;
   a job is finished once `finished_at` is set, so a queued or running job is never pruned;
 - `conversations` (with their turns) idle for `CONVERSATION_RETENTION_DAYS`, and `feedback` rows not
-  changed for `FEEDBACK_RETENTION_DAYS`.
+  changed for `FEEDBACK_RETENTION_DAYS`;
+- `tool_calls` (the MCP tool-call audit, with each call's arguments) older than `TOOL_CALLS_RETENTION_DAYS`.
 
 Rows go in batches of `batch_size` per statement and transaction, with a pause between batches, so
 no statement holds SQLite's write lock (or PostgreSQL's row locks) for long and a backlog of millions
@@ -42,6 +43,7 @@ from apps.core.models import (
     JobEvent,
     JobPayload,
     RequestEvent,
+    ToolCall,
     utcnow,
 )
 from apps.core.periodic import Periodic
@@ -85,6 +87,7 @@ class Retention:
             (Conversation.__table__, (Conversation.id,), idle_conversation),
             (Feedback.__table__, (Feedback.request_id, Feedback.key_id),
              Feedback.updated_at < now - timedelta(days=s.feedback_retention_days)),
+            (ToolCall.__table__, (ToolCall.id,), ToolCall.at < now - timedelta(days=s.tool_calls_retention_days)),
         ]
 
     async def prune_once(self) -> dict[str, int]:

@@ -145,10 +145,8 @@ def visibility_of(key: Any, forwarded_groups: frozenset[str] | None = None) -> V
     """THE function from an authenticated key to what it may see. `key` is an `apps.core.api_keys.KeyInfo`
     (its scope, collections, groups); `forwarded_groups` are an end user's groups an authenticating proxy
     sent (see `forwarded_groups`): they narrow the key's own, and bind even an admin key to them."""
-    from apps.core.api_keys import Scope  # the key module imports this one for its names
-
     collections = None if ALL in key.collections else frozenset(key.collections)
-    groups = None if key.scope >= Scope.admin else frozenset(key.groups)
+    groups = None if key.sees_every_group else frozenset(key.groups)
     if forwarded_groups is not None:
         groups = forwarded_groups if groups is None else groups & forwarded_groups
     return Visibility(collections, groups, key.id)

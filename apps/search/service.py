@@ -51,6 +51,26 @@ def _what_failed(exc: Exception) -> str:
     return "failed: internal error"
 
 
+class _QueryVector:
+    """The query's vector, embedded once for the dense leg and the case leg, whichever asks first (a leg
+    that times out does not cancel it for the other); `start` begins embedding without waiting."""
+
+    def __init__(self, embedder: EmbeddingProvider, query: str) -> None:
+        self._embedder = embedder
+        self._query = query
+        self._task: asyncio.Task[np.ndarray] | None = None
+
+    def start(self) -> asyncio.Task[np.ndarray]:
+        if self._task is None:
+            self._task = asyncio.create_task(self._embedder.embed_query(self._query))
+            # Retrieved here, so a failure nobody waits for (the case leg gave up) is not logged as lost.
+            self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return self._task
+
+    async def __call__(self) -> np.ndarray:
+        return await asyncio.shield(self.start())
+
+
 class SearchService:
     def __init__(self, store: Store, embedder: EmbeddingProvider, analyzer: Analyzer, settings: Settings,
                  cache: SearchCache | None = None, reranker: Reranker | None = None,
@@ -89,18 +109,8 @@ class SearchService:
                          visibility: Visibility) -> list[LegHit]:
         return await self.store.dense(await vector(), self.embedder.name, depth, filters, visibility)
 
-    def _query_vector(self, query: str) -> Callable[[], Awaitable[np.ndarray]]:
-        """The query's vector, embedded once for the dense leg and the case leg, whichever asks first (a
-        leg that times out does not cancel it for the other)."""
-        task: asyncio.Future[np.ndarray] | None = None
-
-        def vector() -> Awaitable[np.ndarray]:
-            nonlocal task
-            if task is None:
-                task = asyncio.ensure_future(self.embedder.embed_query(query))
-            return asyncio.shield(task)
-
-        return vector
+    def _query_vector(self, query: str) -> _QueryVector:
+        return _QueryVector(self.embedder, query)
 
     async def _timed(self, leg: str, work: Awaitable[list[LegHit]], timings: dict[str, float]) -> list[LegHit]:
         start = time.perf_counter()
@@ -165,6 +175,8 @@ class SearchService:
                    DENSE: lambda: self._dense_leg(vector, depth, filters, visibility)}
         legs: dict[str, list[LegHit]] = {leg: hits for leg, hits in (prefetched or {}).items() if leg in chosen.legs}
         to_run = [leg for leg in chosen.legs if leg not in legs]
+        if cases is not None and DENSE not in to_run:
+            await self._embed_early(query, visibility, vector)
         outcomes = await asyncio.gather(
             *(self._timed(leg, runners[leg](), timings) for leg in to_run),
             return_exceptions=True,
@@ -213,6 +225,17 @@ class SearchService:
                 "case_ids": selection.case_ids if selection else [],
                 "changed": bool(selection and selection.changed)},
         )
+
+    async def _embed_early(self, query: str, visibility: Visibility, vector: _QueryVector) -> None:
+        """With no dense leg to embed the query, start embedding it beside the legs when the case leg will
+        want it (some past question shares enough of its terms); a failure here is the case leg's to report."""
+        assert self.cases is not None
+        try:
+            terms = await self.analyzer.aquery_terms(query, self.settings.max_query_terms)
+            if await self.cases.plausible(terms, visibility.collections):
+                vector.start()
+        except Exception as exc:  # noqa: BLE001 - only an early start; the case leg runs and reports anyway
+            log.debug("early query embedding not started", extra={"reason": type(exc).__name__})
 
     async def _with_cases(self, query: str, ranked: list[tuple[int, float]], legs: dict[str, list[LegHit]],
                           filters: SearchFilters, visibility: Visibility, strategy: str,

@@ -160,7 +160,7 @@ def _particle_only(rest: str) -> bool:
 def normalise_title(title: str) -> str:
     """A document title as questions write it: underscores as spaces, a trailing "(disambiguation)" dropped."""
     text = title.replace("_", " ").strip()
-    text = re.sub(r"\s*\([^()]*\)$", "", text).strip()
+    text = re.sub(r"(?<!\s)\s*\([^()]*\)$", "", text).strip()
     return " ".join(text.split())
 
 

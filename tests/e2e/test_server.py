@@ -23,7 +23,8 @@ def test_runbook_flow_against_a_real_server(server) -> None:
     created = run(["keys", "create", "--scope", "admin", "--json"], env)
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)
-    assert set(key) == {"id", "api_key", "scope"} and key["scope"] == "admin"
+    assert set(key) == {"id", "api_key", "scope", "collections", "groups"} and key["scope"] == "admin"
+    assert key["collections"] == ["*"]  # made without --collections: every collection
     h = {"X-API-Key": key["api_key"]}
     r = httpx.post(f"{base}/api/v1/documents?wait=true", headers=h, timeout=60,
                    json={"title": "Machine learning", "text": "Machine learning models learn from data."})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from apps.core.api_keys import Scope
 from apps.core.config import Settings
 from apps.integrations.langchain import DtRagRetriever
 from tests.support.api import Api, api_client
+from tests.support.server import run_cli
 
 QUERY = "vitamin D sunlight bone health"
 DOCS = {
@@ -276,6 +278,14 @@ async def test_forwarded_groups_count_only_from_a_trusted_proxy(settings: Settin
 
 async def test_collections_lifecycle(world: World) -> None:
     c, admin = world.api.client, world.headers("admin")
+    made = await c.post("/api/v1/admin/api-keys/", headers=admin,
+                        json={"scope": "read", "name": "via-api", "collections": ["beta"], "groups": ["x"]})
+    assert made.status_code == 201 and (made.json()["collections"], made.json()["groups"]) == (["beta"], ["x"])
+    listed = (await c.get("/api/v1/admin/api-keys/", headers=admin)).json()
+    assert {k["name"]: k["collections"] for k in listed}["a"] == ["alpha"]
+    assert {k["name"]: k["collections"] for k in listed}["test-read"] == ["*"]  # made without: every collection
+    assert (await c.post("/api/v1/admin/api-keys/", headers=admin,
+                         json={"scope": "read", "collections": ["Bad Name"]})).status_code == 422
     assert (await c.post("/api/v1/collections", headers=world.headers("a"), json={"name": "gamma"})).status_code == 403
     assert (await c.post("/api/v1/collections", headers=world.headers("admin_alpha"),
                          json={"name": "gamma"})).status_code == 403
@@ -295,3 +305,23 @@ async def test_collections_lifecycle(world: World) -> None:
     board = (await c.get("/api/v1/admin/dashboard/collections", headers=admin)).json()["collections"]
     alpha = next(x for x in board if x["name"] == "alpha")
     assert alpha["documents"] == 2 and {"a", "ax", "w-alpha", "admin-alpha"} <= {k["name"] for k in alpha["keys"]}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_cli_binds_keys_and_ingests_into_a_collection(database_url: str, tmp_path) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    (tmp_path / "note.md").write_text("# Ledger\n\nVitamin D budget of the finance team.")
+    done = run_cli(["ingest", str(tmp_path / "note.md"), "--collection", "finance", "--access-groups", "payroll",
+                    "--json"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["created"] == 1
+    made = run_cli(["keys", "create", "--scope", "read", "--collections", "finance,default", "--groups", "payroll",
+                    "--json"], env)
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    assert created["collections"] == ["default", "finance"] and created["groups"] == ["payroll"]
+    listed = json.loads(run_cli(["keys", "list", "--json"], env).stdout)
+    assert [(k["collections"], k["groups"]) for k in listed if k["id"] == created["id"]] == \
+        [(["default", "finance"], ["payroll"])]
+    refused = run_cli(["keys", "create", "--scope", "read", "--collections", "Not Valid"], env)
+    assert refused.returncode != 0 and "collection name" in refused.stderr

@@ -307,3 +307,42 @@ async def test_graceful_restart_needs_a_supervisor(sqlite_settings) -> None:
         refused = await api.client.post("/api/admin/graceful-restart", headers=api.headers())
         assert refused.status_code == 409 and "--workers 2" in refused.json()["detail"]
         assert (await api.client.post("/api/v1/admin/graceful-restart", headers=api.headers())).status_code == 409
+
+
+# --- answer graph nodes ----------------------------------------------------------------------------------------
+
+async def test_a_failing_node_names_itself_never_its_exception(settings, monkeypatch, caplog) -> None:
+    """An answer whose compose step raised: the client reads the node and a category; the exception's
+    text (here a replica URL with its password) reaches neither the JSON nor the stream, and the log
+    has the details with the password masked."""
+    from apps.llm.base import LLMError
+
+    leaked = "http://dt:hunter2@gpu-replica-7:8080/v1"
+    async with api_client(settings) as api:
+        await api.runtime.ingestion.ingest(corpus())
+        read = api.headers("read")
+        provider = api.runtime.pipelines.get().provider
+        for exc, reason in ((RuntimeError(f"pool {leaked} closed"), "failed"),
+                            (LLMError(f"{leaked} rejected the request (400): bad prompt"),
+                             "failed: the model did not answer usably")):
+
+            async def broken(*args: Any, exc: Exception = exc) -> Any:
+                raise exc
+                yield ""  # an async generator, as `stream` is
+
+            monkeypatch.setattr(provider, "stream", broken)
+            caplog.clear()
+            answered = await api.client.post("/answer", headers=read, json={"q": "What causes bone loss?"})
+            body = answered.json()
+            assert answered.status_code == 200 and body["degraded"], answered.text
+            assert {"node": "compose", "reason": reason} in body["degraded_nodes"]
+            assert body["provider"] == "extractive" and body["answer"]  # the fallback still answered
+            streamed = await api.client.post("/answer", headers=read, json={"q": "What causes bone loss?",
+                                                                            "stream": True})
+            assert streamed.status_code == 200 and reason in streamed.text
+            for response in (answered, streamed):
+                for secret in ("hunter2", "gpu-replica-7", "RuntimeError", "LLMError", "bad prompt"):
+                    assert secret not in response.text, (secret, response.text)
+            [logged] = [r for r in caplog.records if r.getMessage() == "pipeline node degraded"
+                        and r.__dict__["node"] == "compose" and r.__dict__["request_id"] == body["request_id"]]
+            assert "gpu-replica-7" in logged.__dict__["error"] and "hunter2" not in logged.__dict__["error"]

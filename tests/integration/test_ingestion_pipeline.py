@@ -27,9 +27,9 @@ async def test_the_next_batch_is_prepared_while_this_one_embeds(runtime) -> None
     prepared_at: list[float] = []
     prepare = ingestion.prepare
 
-    def timed_prepare(doc):
+    def timed_prepare(doc, collection_id):
         prepared_at.append(time.perf_counter())
-        return prepare(doc)
+        return prepare(doc, collection_id)
 
     ingestion.prepare = timed_prepare  # type: ignore[method-assign]
     progress = []

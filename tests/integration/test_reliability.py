@@ -208,7 +208,8 @@ async def test_a_failing_gemini_endpoint_degrades_answers_never_fails_them(setti
                 assert r.status_code == 200, r.text
                 assert body["provider"] == "extractive" and "bone loss" in body["answer"]
                 assert body["degraded"] and body["degraded_nodes"][0]["node"] == "compose"
-                assert str(status) in body["degraded_nodes"][0]["reason"]
+                # What failed, not the provider's reply (the log has that).
+                assert body["degraded_nodes"][0]["reason"] == "failed: the model did not answer usably"
         assert len(gemini.requests) == 4 * 3  # three attempts an answer, then the fallback
     finally:
         gemini.stop()

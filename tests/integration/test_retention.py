@@ -1,5 +1,5 @@
-"""Retention: request events, bandit decisions, idempotency keys and canary evaluations are pruned by
-age in bounded batches; an expired idempotency key is neither replayed nor in the way."""
+"""Retention: request events, bandit decisions, idempotency keys, canary evaluations and the tool-call
+audit are pruned by age in bounded batches; an expired idempotency key is neither replayed nor in the way."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select
 from apps.core.config import load_settings
 from apps.core.db import create_engine
 from apps.core.idempotency import IdempotencyConflictError, IdempotencyStore, StoredResponse
-from apps.core.models import BanditDecision, CanaryEvaluation, IdempotencyKey, RequestEvent, utcnow
+from apps.core.models import BanditDecision, CanaryEvaluation, IdempotencyKey, RequestEvent, ToolCall, utcnow
 from apps.core.retention import Retention
 
 DAY = timedelta(days=1)
@@ -47,6 +47,12 @@ def evaluation(flag: str, age: timedelta) -> dict[str, Any]:
             "detail": {}}
 
 
+def tool_call(tool: str, age: timedelta) -> dict[str, Any]:
+    return {"at": utcnow() - age, "request_id": "r1", "direction": "in", "key_id": "k1", "tool": tool,
+            "decision": "allowed", "reason": "allowlisted", "arguments": {"query": "q"}, "outcome": "ok",
+            "latency_ms": 1.0}
+
+
 async def count(engine, model) -> int:
     async with engine.connect() as conn:
         return (await conn.execute(select(func.count()).select_from(model))).scalar_one()
@@ -64,23 +70,26 @@ async def test_prune_deletes_only_what_is_past_retention_in_batches(engine, data
             evaluation("new_pipeline", 40 * DAY), evaluation("new_pipeline", 35 * DAY),
             evaluation("new_pipeline", timedelta(minutes=1)),
             evaluation("old_flag", 50 * DAY), evaluation("old_flag", 45 * DAY)])  # the newest of a flag stays
+        await conn.execute(insert(ToolCall), [tool_call("old", 31 * DAY), tool_call("recent", 29 * DAY)])
     deletes: list[str] = []
     sa_event.listen(engine.sync_engine, "before_cursor_execute",
                     lambda _c, _cur, sql, *_: sql.startswith("DELETE FROM request_events") and deletes.append(sql))
     retention = Retention(engine, load_settings(database_url=database_url), batch_size=5, pause_s=0)
     assert await retention.prune_once() == {"request_events": 12, "bandit_decisions": 2, "idempotency_keys": 1,
                                             "canary_evaluations": 3, "job_payloads": 0, "jobs": 0, "job_events": 0,
-                                            "conversation_turns": 0, "conversations": 0, "feedback": 0}
+                                            "conversation_turns": 0, "conversations": 0, "feedback": 0,
+                                            "tool_calls": 1}
     assert await count(engine, RequestEvent) == 2
     assert len(deletes) == 3  # 5 + 5 + 2: no statement deletes more than a batch
     async with engine.connect() as conn:
         assert set((await conn.execute(select(BanditDecision.request_id))).scalars()) == {"recent", "fresh"}
         assert list((await conn.execute(select(IdempotencyKey.key))).scalars()) == ["live"]
         kept = (await conn.execute(select(CanaryEvaluation.flag).order_by(CanaryEvaluation.id))).scalars().all()
+        assert list((await conn.execute(select(ToolCall.tool))).scalars()) == ["recent"]
     assert kept == ["new_pipeline", "old_flag"]
     assert await retention.prune_once() == dict.fromkeys(
         ("request_events", "bandit_decisions", "idempotency_keys", "canary_evaluations", "job_payloads", "jobs",
-         "job_events", "conversation_turns", "conversations", "feedback"), 0)
+         "job_events", "conversation_turns", "conversations", "feedback", "tool_calls"), 0)
     # jobs: tests/integration/test_jobs.py; conversations and feedback: tests/integration/test_conversations.py
 
 

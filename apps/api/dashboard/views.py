@@ -66,6 +66,7 @@ async def learning(runtime: Runtime, decisions: int) -> dict[str, Any]:
         "decisions": await bandit.decisions.recent(decisions),
         "ope": await _ope(runtime),
         "feedback": await runtime.feedback.summary(),  # volume, and the share of answers rated (24 h)
+        "cases": await runtime.cases.summary(),  # case-bank size, selector version, hit rate (24 h)
     }
 
 

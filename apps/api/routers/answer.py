@@ -70,6 +70,8 @@ async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, key: Rea
                 yield _event("round", event["round"])
             elif "rewritten" in event:
                 yield _event("rewritten", event["rewritten"])
+            elif "plan" in event:
+                yield _event("plan", event["plan"])
             elif "final" in event:
                 _record(request, event["final"])  # before the last byte: the request log sees it
                 final = await conversations.store_answer(runtime, key, body.conversation_id, past, event["final"],

@@ -35,8 +35,10 @@ from langgraph.graph import END, START, StateGraph
 
 from apps.core import metrics
 from apps.core.config import Settings
-from apps.llm.base import AnswerProvider, ComposeRequest, Evidence, Usage
+from apps.core.redaction import redact_text
+from apps.llm.base import AnswerProvider, ComposeRequest, Evidence, LLMError, Usage
 from apps.llm.extractive import NOT_FOUND, ExtractiveProvider
+from apps.search.service import SearchUnavailableError
 from apps.search.types import Hit
 from apps.orchestration.src import grounding
 from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
@@ -156,6 +158,17 @@ class AnswerPipeline:
         graph.add_edge("respond", END)
         return graph.compile()
 
+    @staticmethod
+    def _what_failed(exc: Exception) -> str:
+        """A node's failure as a client may read it in `degraded_nodes`: a fixed category, never its text."""
+        if isinstance(exc, TimeoutError):
+            return "timed out"
+        if isinstance(exc, LLMError):
+            return "failed: the model did not answer usably"
+        if isinstance(exc, SearchUnavailableError):
+            return "failed: search is unavailable"
+        return "failed"
+
     def _guarded(self, name: str, node: Node, fallback: Node | None = None, timeout_ms: int | None = None) -> Node:
         """Timeout, timing and degradation around a node: the graph always reaches `respond`."""
         limit_s = (timeout_ms or self.settings.node_timeout_ms) / 1000
@@ -170,9 +183,12 @@ class AnswerPipeline:
                     raise TimeoutError
                 update = await asyncio.wait_for(node(state), timeout=budget)
             except Exception as exc:  # a failing node degrades the answer, never the request
-                reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-                log.warning("pipeline node degraded", extra={"node": name, "reason": reason,
-                                                             "request_id": state["request"].request_id})
+                # The client reads what failed; how (the exception's text, which can quote a provider's
+                # reply, SQL, hosts or URLs with credentials) goes to the log only, masked.
+                reason = self._what_failed(exc)
+                log.warning("pipeline node degraded", exc_info=reason == "failed",
+                            extra={"node": name, "reason": reason, "request_id": state["request"].request_id,
+                                   "error": redact_text(f"{type(exc).__name__}: {exc}")})
                 update = {"degraded": [*state.get("degraded", []), {"node": name, "reason": reason}]}
                 if fallback is not None:
                     update.update(await fallback({**state, **update}))

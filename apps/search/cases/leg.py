@@ -53,6 +53,13 @@ class CaseLeg:
                                                                       store.insert_decisions, _describe)
         self._flusher = Periodic("case-decisions-flush", flush_interval_s, self.flush)
 
+    async def plausible(self, terms: list[str], collections: frozenset[str] | None) -> bool:
+        """Whether some past question of these collections shares enough of the query's terms: only then
+        is the query vector needed (a search starts embedding it beside its legs)."""
+        await self.bank.refresh()
+        return any(i.neighbours(terms, None, self.k, self.min_cosine, self.min_lexical)[1]
+                   for i in self.bank.indexes(collections))
+
     async def neighbours(self, terms: list[str], vector: Callable[[], Awaitable[np.ndarray]],
                          collections: frozenset[str] | None) -> list[Neighbour]:
         """The close past questions over the collections given, closest first; the query vector is asked

@@ -22,6 +22,7 @@ from apps.core.periodic import Periodic
 from apps.core.visibility import Visibility
 from apps.search.cases.bank import CaseBank
 from apps.search.cases.leg import CaseLeg
+from apps.search.cases.model import SelectorParameters
 from apps.search.cases.selector import Selector
 from apps.search.cases.store import CaseStore, CaseWrite
 from apps.search.cases.training import TrainingLimits, batch_update
@@ -187,6 +188,13 @@ class CaseMemory:
         await self.selector.refresh(force=True)
         return report
 
+    async def reset_selector(self) -> int | None:
+        """A new version with no model: the fixed rule everywhere until the next batch update."""
+        based_on = await self.store.latest_version()
+        version = await self.store.save_selector(based_on, SelectorParameters().to_json(), 0, {"reset": True})
+        await self.selector.refresh(force=True)
+        return version
+
     def _train_in_background(self) -> None:
         task = asyncio.create_task(self.train())
         self._training.add(task)
@@ -233,7 +241,8 @@ class CaseMemory:
         served with case memory on whose ranking the cases changed (the hit rate)."""
         sizes = await self.store.sizes()
         counts = await self.store.decision_counts(utcnow() - timedelta(hours=hours))
-        return {"cases": sum(sizes.values()), "by_collection": sizes, "selector_version": await self.store.latest_version(),
+        return {"cases": sum(sizes.values()), "by_collection": sizes,
+                "selector_version": await self.store.latest_version(),
                 "window_hours": hours, "requests": counts["requests"], "changed": counts["changed"],
                 "hit_rate": round(counts["changed"] / counts["requests"], 4) if counts["requests"] else None}
 

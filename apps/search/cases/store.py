@@ -165,9 +165,10 @@ class CaseStore:
                         await conn.execute(delete(Case).where(Case.id == existing))
                     continue
                 vector = np.asarray(case.vector, dtype=np.float32)
-                values = dict(origin=case.origin, key_id=case.key_id, query=case.query, language=case.language,
-                              strategy=case.strategy, model=case.model, dim=int(vector.shape[0]),
-                              vector=vector.tobytes(), reward=float(case.reward), updated_at=now)
+                values = {"origin": case.origin, "key_id": case.key_id, "query": case.query,
+                          "language": case.language, "strategy": case.strategy, "model": case.model,
+                          "dim": int(vector.shape[0]), "vector": vector.tobytes(), "reward": float(case.reward),
+                          "updated_at": now}
                 if existing is None:
                     existing = (await conn.execute(insert(Case).values(
                         collection_id=case.collection_id, ref=case.ref, created_at=now, **values)

@@ -47,11 +47,14 @@ def _enough(y: np.ndarray, limits: TrainingLimits, rows: int) -> bool:
     return len(y) >= rows and limits.min_positives <= int(y.sum()) <= len(y) - limits.min_positives
 
 
+Examples = tuple[list[np.ndarray], list[float]]
+
+
 async def _collection_examples(index: CollectionIndex, bank: CaseBank, rank: Ranker, limits: TrainingLimits,
-                               ) -> tuple[list[np.ndarray], list[float], dict[str, tuple[list[np.ndarray], list[float]]]]:
+                               ) -> tuple[list[np.ndarray], list[float], dict[str, Examples]]:
     rows: list[np.ndarray] = []
     labels: list[float] = []
-    base: dict[str, tuple[list[np.ndarray], list[float]]] = {}
+    base: dict[str, Examples] = {}
     positions = {case.id: i for i, case in enumerate(index.cases)}
     judged = [c for c in index.cases if c.relevant]
     now = utcnow()
@@ -74,9 +77,9 @@ async def _collection_examples(index: CollectionIndex, bank: CaseBank, rank: Ran
     return rows, labels, base
 
 
-async def _logged_examples(store: CaseStore, limits: TrainingLimits) -> dict[str, tuple[list[np.ndarray], list[float]]]:
+async def _logged_examples(store: CaseStore, limits: TrainingLimits) -> dict[str, Examples]:
     """Candidates of rewarded decisions (scored with these features), labelled by the feedback's case."""
-    out: dict[str, tuple[list[np.ndarray], list[float]]] = {}
+    out: dict[str, Examples] = {}
     for row in await store.rewarded_decisions(limits.logged_decisions):
         judgements = await store.judgements(f"feedback:{row.key_id}:{row.request_id}")
         if not any(v > 0 for v in judgements.values()):

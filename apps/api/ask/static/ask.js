@@ -322,7 +322,7 @@ function newTurn(question) {
     h("div", {class: "q"},
       h("span", {class: "visually-hidden"}, `${t("youAsked")}: `),
       h("p", {class: "q-text"}, question),
-      h("span", {class: "rewritten", tabindex: "0", hidden: true}, "↻")),
+      h("span", {class: "rewritten", role: "img", tabindex: "0", hidden: true}, "↻")),
     h("div", {class: "answer", "aria-busy": "true", "data-tokens": "0", "data-state": "streaming"}),
     h("p", {class: "turn-status muted small"}),
     h("div", {class: "extras"}),

@@ -246,6 +246,9 @@ function renderLearning(data) {
       `${data.feedback.passages_marked} with passages marked · ${data.feedback.comments} with comments`],
     ["answers rated (24 h)", data.feedback.share_rated == null ? "no answers yet"
       : `${pct(data.feedback.share_rated)} (${data.feedback.answers_rated} of ${data.feedback.answers})`],
+    ["case bank", `${data.cases.cases} cases · selector version ${data.cases.selector_version}`],
+    ["case hit rate (24 h)", data.cases.hit_rate == null ? "no requests with case memory yet"
+      : `${pct(data.cases.hit_rate)} (${data.cases.changed} of ${data.cases.requests} rankings changed by cases)`],
   ]);
   const qs = data.states.flatMap((st) => st.cells.filter(Boolean).map((c) => c.q));
   const lo = Math.min(...qs), hi = Math.max(...qs);

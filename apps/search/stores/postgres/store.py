@@ -13,12 +13,14 @@ does not.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from cachetools import TTLCache
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -69,6 +71,7 @@ class PostgresStore(SqlStore):
         self._b = b
         self._ef_search = ef_search
         self._exact_max = exact_max_chunks
+        self._scope_sizes: TTLCache[tuple[str, str], tuple[int, float]] = TTLCache(maxsize=1024, ttl=10)
 
     def encode_vector(self, vector: np.ndarray) -> np.ndarray:
         return np.asarray(vector, dtype=np.float32)  # the VECTOR column type renders it
@@ -100,12 +103,12 @@ class PostgresStore(SqlStore):
     async def bm25(self, terms: list[str], k: int, filters: SearchFilters, visibility: Visibility) -> list[LegHit]:
         if not terms:
             return []
-        where, params, expanding = filter_clause(filters, self.backend, visibility)
-        sql = _BM25_SQL.format(
-            join="JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id" if where else "",
-            where=f"WHERE {where}" if where else "",
-        )
         async with self.engine.connect() as conn:
+            where, params, expanding = filter_clause(filters, self.backend, await self.leg_visibility(conn, visibility))
+            sql = _BM25_SQL.format(
+                join="JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id" if where else "",
+                where=f"WHERE {where}" if where else "",
+            )
             rows = await conn.execute(
                 bind(sql, expanding), {**params, "terms": terms, "k1": self._k1, "b": self._b, "k": k}
             )
@@ -116,22 +119,18 @@ class PostgresStore(SqlStore):
         dim = int(len(vector))
         cast = f"(e.vector::vector({dim}))"
         q = f"CAST(:q AS vector({dim}))"
-        where, params, expanding = filter_clause(filters, self.backend, visibility)
-        values = {**params, "q": _vector_literal(vector), "model": model, "k": k}
         # Exactly the partial expression index's shape, so the planner walks the HNSW graph.
         graph = (f"SELECT e.chunk_id, {cast} <=> {q} AS distance FROM embeddings e "
                  f"WHERE e.dim = {dim} AND e.model = :model ORDER BY {cast} <=> {q} LIMIT :depth")
-        # OFFSET 0 keeps the subquery from being flattened into an index scan.
-        exact = (f"SELECT s.chunk_id, 1 - ((s.vector::vector({dim})) <=> {q}) AS score FROM ("
-                 "SELECT e.chunk_id, e.vector FROM embeddings e JOIN chunks c ON c.id = e.chunk_id "
-                 f"JOIN documents d ON d.id = c.document_id WHERE e.dim = {dim} AND e.model = :model AND {where} "
-                 "OFFSET 0) s ORDER BY score DESC, s.chunk_id LIMIT :k")
         async with self.engine.connect() as conn:
             async with conn.begin():
+                where, params, expanding = filter_clause(filters, self.backend,
+                                                         await self.leg_visibility(conn, visibility))
+                values = {**params, "q": _vector_literal(vector), "model": model, "k": k}
                 if not where:
                     return await self._walk(conn, f"SELECT chunk_id, 1 - distance AS score FROM ({graph}) g "
                                                   "ORDER BY distance, chunk_id", {**values, "depth": k}, k)
-                depth = await self._depth(conn, where, params, expanding, k)
+                depth = await self._depth(conn, dim, where, params, expanding, k)
                 if depth is not None:
                     hits = await self._walk(conn, f"SELECT g.chunk_id, 1 - g.distance AS score FROM ({graph}) g "
                                                   "JOIN chunks c ON c.id = g.chunk_id JOIN documents d ON "
@@ -140,20 +139,38 @@ class PostgresStore(SqlStore):
                                             expanding)
                     if len(hits) >= k:
                         return hits
+                # OFFSET 0 keeps the subquery from being flattened into an index scan.
+                exact = (f"SELECT s.chunk_id, 1 - ((s.vector::vector({dim})) <=> {q}) AS score FROM ("
+                         "SELECT e.chunk_id, e.vector FROM embeddings e JOIN chunks c ON c.id = e.chunk_id "
+                         f"JOIN documents d ON d.id = c.document_id WHERE e.dim = {dim} AND e.model = :model "
+                         f"AND {where} OFFSET 0) s ORDER BY score DESC, s.chunk_id LIMIT :k")
                 rows = await conn.execute(bind(exact, expanding), values)
                 return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
 
-    async def _depth(self, conn: AsyncConnection, where: str, params: dict[str, Any], expanding: list[str],
-                     k: int) -> int | None:
+    async def _depth(self, conn: AsyncConnection, dim: int, where: str, params: dict[str, Any],
+                     expanding: list[str], k: int) -> int | None:
         """How many graph neighbours a restricted search walks for k of its own (None: scan the scope
-        exactly instead: it is small, or so small a share that the walk would be longer than the scan)."""
-        row = (await conn.execute(bind(
-            f"SELECT coalesce(sum(d.chunk_count), 0) AS total, coalesce(sum(d.chunk_count) FILTER (WHERE {where}), 0) "
-            "AS scope FROM documents d", expanding), params)).one()
-        scope, total = int(row.scope), int(row.total)
-        if scope <= self._exact_max or scope == 0:
+        exactly instead: it is small, or so small a share that the walk would be longer than the scan).
+        The scope is counted (an index on the collection serves it) and the count reused for a few seconds:
+        it only picks the plan, and a walk that comes back short falls back to the exact scan anyway. The
+        whole is the planner's estimate."""
+        key = (where, json.dumps(params, sort_keys=True, default=str))
+        sizes = self._scope_sizes.get(key)
+        if sizes is None:
+            scope = int((await conn.execute(bind(f"SELECT coalesce(sum(d.chunk_count), 0) FROM documents d "
+                                                 f"WHERE {where}", expanding), params)).scalar_one())
+            total = 0.0
+            if scope > self._exact_max:
+                total = float((await conn.execute(text(
+                    "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'embeddings'::regclass"))).scalar_one())
+                if total <= 0:  # never analysed yet: count
+                    total = float((await conn.execute(text(
+                        f"SELECT count(*) FROM embeddings WHERE dim = {dim}"))).scalar_one())
+            sizes = self._scope_sizes[key] = (scope, total)
+        scope, total = sizes
+        if scope <= self._exact_max:
             return None
-        depth = math.ceil(2 * k * total / scope)  # twice the expected need: a scope clusters unevenly
+        depth = math.ceil(2 * k * max(total, scope) / scope)  # twice the expected need: a scope clusters unevenly
         return depth if depth <= _MAX_WALK else None
 
     async def _walk(self, conn: AsyncConnection, sql: str, values: dict[str, Any], depth: int,

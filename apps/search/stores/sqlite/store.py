@@ -53,14 +53,14 @@ class SQLiteStore(SqlStore):
     async def bm25(self, terms: list[str], k: int, filters: SearchFilters, visibility: Visibility) -> list[LegHit]:
         if not terms:
             return []
-        where, params, expanding = filter_clause(filters, self.backend, visibility)
-        join = " JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id" if where else ""
-        sql = (
-            "SELECT f.rowid AS chunk_id, -bm25(chunks_fts) AS score FROM chunks_fts f" + join
-            + " WHERE chunks_fts MATCH :match" + (f" AND {where}" if where else "")
-            + " ORDER BY bm25(chunks_fts) LIMIT :k"
-        )
         async with self.engine.connect() as conn:
+            where, params, expanding = filter_clause(filters, self.backend, await self.leg_visibility(conn, visibility))
+            join = " JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id" if where else ""
+            sql = (
+                "SELECT f.rowid AS chunk_id, -bm25(chunks_fts) AS score FROM chunks_fts f" + join
+                + " WHERE chunks_fts MATCH :match" + (f" AND {where}" if where else "")
+                + " ORDER BY bm25(chunks_fts) LIMIT :k"
+            )
             rows = await conn.execute(bind(sql, expanding), {**params, "match": _match_expression(terms), "k": k})
             return [LegHit(int(r.chunk_id), float(r.score)) for r in rows]
 
@@ -69,6 +69,7 @@ class SQLiteStore(SqlStore):
         dim = int(len(vector))
         params = {"q": self.encode_vector(vector), "model": model, "k": k}
         async with self.engine.connect() as conn:
+            visibility = await self.leg_visibility(conn, visibility)
             if filters.empty:
                 try:
                     return await self._nearest(conn, dim, params, visibility)
