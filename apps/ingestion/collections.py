@@ -12,14 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.core.corpus_state import bump_generation
 from apps.core.db import write_transaction
 from apps.core.models import Collection, Document, utcnow
-from apps.core.visibility import COLLECTION_NAME, DEFAULT_COLLECTION, Visibility
+from apps.core.visibility import COLLECTION_NAME, DEFAULT_COLLECTION, EVERYTHING, Visibility
+from apps.ingestion.catalog import d, visible
 
 
 class CollectionError(ValueError):
@@ -58,10 +59,11 @@ def check_name(name: str) -> str:
     return name
 
 
-_COUNTED = (select(Collection.name, Collection.description, Collection.created_at,
-                   func.count(Document.id).label("documents"),
-                   func.coalesce(func.sum(Document.chunk_count), 0).label("chunks"))
-            .outerjoin(Document, Document.collection_id == Collection.id)
+def _counted(visibility: Visibility, dialect: str) -> Select:
+    """Collections with the documents and chunks in them `visibility` may see."""
+    return (select(Collection.name, Collection.description, Collection.created_at,
+                   func.count(d.id).label("documents"), func.coalesce(func.sum(d.chunk_count), 0).label("chunks"))
+            .outerjoin(d, and_(d.collection_id == Collection.id, visible(visibility, dialect)))
             .group_by(Collection.id, Collection.name, Collection.description, Collection.created_at)
             .order_by(Collection.name))
 
@@ -75,9 +77,8 @@ class CollectionService:
         self._engine = engine
 
     async def list(self, visibility: Visibility) -> list[CollectionInfo]:
-        """The collections `visibility` may use, with their document and chunk counts (all of a
-        collection's: counts are not content)."""
-        query = _COUNTED
+        """The collections `visibility` may use, with the documents and chunks in them it may see."""
+        query = _counted(visibility, self._engine.dialect.name)
         if visibility.collections is not None:
             query = query.where(Collection.name.in_(sorted(visibility.collections)))
         async with self._engine.connect() as conn:
@@ -88,7 +89,8 @@ class CollectionService:
         if not visibility.may_use(name):
             raise UnknownCollectionError(name)
         async with self._engine.connect() as conn:
-            row = (await conn.execute(_COUNTED.where(Collection.name == name))).first()
+            row = (await conn.execute(_counted(visibility, self._engine.dialect.name)
+                                      .where(Collection.name == name))).first()
         if row is None:
             raise UnknownCollectionError(name)
         return _info(row)
@@ -100,7 +102,7 @@ class CollectionService:
                 await conn.execute(insert(Collection).values(name=name, description=description, created_at=utcnow()))
         except IntegrityError:
             raise CollectionExistsError(name) from None
-        return await self.get(name, Visibility(frozenset({name}), None))
+        return await self.get(name, EVERYTHING)
 
     async def ensure(self, name: str, description: str = "") -> bool:
         """Create the collection unless it exists (the CLI's ingest); True when it was created."""
@@ -117,7 +119,7 @@ class CollectionService:
                                           .values(description=description))).rowcount
         if not changed:
             raise UnknownCollectionError(name)
-        return await self.get(name, Visibility(frozenset({name}), None))
+        return await self.get(name, EVERYTHING)
 
     async def delete(self, name: str, cascade: bool = False) -> int:
         """Delete the collection (and with `cascade` its documents); returns how many documents went."""
@@ -141,4 +143,5 @@ class CollectionService:
     async def document_counts(self) -> dict[str, tuple[int, int]]:
         """Every collection's (documents, chunks): the /metrics gauges and the dashboard."""
         async with self._engine.connect() as conn:
-            return {r.name: (int(r.documents), int(r.chunks)) for r in await conn.execute(_COUNTED)}
+            return {r.name: (int(r.documents), int(r.chunks))
+                    for r in await conn.execute(_counted(EVERYTHING, self._engine.dialect.name))}

@@ -198,7 +198,9 @@ async def test_documents_taxonomy_and_deletes_hide_what_a_key_may_not_see(world:
     names = [x["name"] for x in (await c.get("/api/v1/collections", headers=world.headers("a"))).json()]
     assert names == ["alpha"]
     assert (await c.get("/api/v1/collections/beta", headers=world.headers("a"))).status_code == 404
+    # Counts are of what the key may see: the group's document is not even counted for a key without it.
     assert (await c.get("/api/v1/collections/alpha", headers=world.headers("ax"))).json()["documents"] == 2
+    assert (await c.get("/api/v1/collections/alpha", headers=world.headers("a"))).json()["documents"] == 1
 
 
 async def test_jobs_feedback_and_idempotency_stay_with_their_key(world: World) -> None:
