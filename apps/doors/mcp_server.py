@@ -221,7 +221,7 @@ def build_server(kit_of: Callable[[], DoorKit | None], door: str, identify: Iden
 
     @mcp.tool(title="List collections", annotations=READ_ONLY)
     async def list_collections() -> Collections:
-        """The collections this key may search (today one, `default`: every document)."""
+        """The collections this key may search, with the documents in each it may see."""
         return Collections(collections=await _run(operations.list_collections(runtime(), _current())))
 
     @mcp.tool(title="Rate a search or answer", annotations=RECORDS)
