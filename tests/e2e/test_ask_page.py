@@ -140,7 +140,9 @@ def test_ask_stream_cite_rate_and_follow_up(server: tuple[str, str, Path, Path, 
     expect(dialog).to_be_hidden()
 
     request_id = turn.get_attribute("data-request-id")
-    assert query(db, "SELECT reward FROM bandit_decisions WHERE request_id = ?", request_id) == [(None,)]
+    # Decisions are written in batches a moment after the answer: wait for the row, then it is unrated.
+    assert eventually(lambda: query(db, "SELECT reward FROM bandit_decisions WHERE request_id = ?",
+                                    request_id)) == [(None,)]
     turn.get_by_role("button", name="Helpful", exact=True).click()
     expect(turn.locator(".feedback-status")).to_contain_text("reward")
     [(reward, source)] = query(db, "SELECT reward, reward_source FROM bandit_decisions WHERE request_id = ?",
