@@ -122,6 +122,13 @@ async def test_a_server_down_at_startup_degrades_health_and_answers(sqlite_setti
         fast(api)
         status = await api.runtime.pipelines.provider_status()
         assert status["state"] == "degraded" and "unreachable" in status["last_error"] and status["urls"] == [closed]
+        for detailed in ("false", "true"):  # the probe of ?detailed=true finds it still down
+            health = (await api.client.get("/health", params={"detailed": detailed})).json()
+            assert health["status"] == "degraded"
+            assert health["llm"]["state"] == "degraded" and health["llm"]["model"] == "fake-chat"
+            assert "urls" not in health["llm"] and "last_error" not in health["llm"]  # unauthenticated: no addresses
+        admin_view = (await api.client.get("/api/v1/admin/dashboard/llm", headers=api.headers("admin"))).json()
+        assert admin_view["server"]["urls"] == [closed] and "unreachable" in admin_view["server"]["last_error"]
         body = await _answer(api)
         assert body["provider"] == "extractive"
         assert body["degraded_nodes"][0]["reason"] == "failed: the model did not answer usably"

@@ -125,6 +125,8 @@ async def test_a_slow_or_failing_reranker_serves_the_fused_order(runtime_reranki
     assert [h.chunk_id for h in result.hits] == [h.chunk_id for h in fused.hits]
     assert result.degraded and result.degraded_reasons == [reason]
     assert _calls(outcome) == before + 1
+    status = runtime_reranking.search.reranker.status()
+    assert status["state"] == "degraded" and status["errors"] == 1 and status["calls"] == 1 and status["last_error"]
 
 
 async def test_reranked_arms_join_the_bandit_only_when_configured(runtime, settings, server) -> None:
@@ -154,3 +156,15 @@ async def test_the_api_serves_the_reranked_strategy(settings, server) -> None:
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["strategy"] == "hybrid_cc+rerank" and body["hits"][0]["title"] == "Relational databases"
+        health = (await api.client.get("/health")).json()
+        assert health["status"] == "healthy" and health["llm"] is None  # the extractive composer: no server
+        assert health["reranker"]["provider"] == "tei" and health["reranker"]["state"] == "ok"
+        assert health["reranker"]["calls"] == 1 and health["reranker"]["latency_ms"] > 0
+        assert "url" not in health["reranker"]
+        server.default = "500"
+        await api.client.post("/api/v1/search/", headers=api.headers("read"),  # another query: not the cached one
+                              json={"q": "vitamin D", "final_topk": 2, "strategy": "hybrid_cc+rerank"})
+        health = (await api.client.get("/health")).json()
+        assert health["status"] == "degraded" and health["reranker"]["errors"] == 1
+        view = (await api.client.get("/api/v1/admin/dashboard/llm", headers=api.headers("admin"))).json()
+        assert view["reranker"]["url"] == f"{server.url}/rerank" and "500" in view["reranker"]["last_error"]

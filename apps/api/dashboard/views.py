@@ -83,8 +83,11 @@ async def _ope(runtime: Runtime) -> dict[str, Any]:
 
 async def llm(runtime: Runtime, minutes: float) -> dict[str, Any]:
     """The configured answer provider and what its calls cost and took lately."""
+    reranker = runtime.search.reranker
     return {"provider": runtime.settings.answer_provider, "window_minutes": minutes,
-            "usage": await runtime.request_log.llm_usage(minutes)}
+            "usage": await runtime.request_log.llm_usage(minutes),
+            "server": await runtime.pipelines.provider_status(probe=False),
+            "reranker": reranker.status() if reranker is not None else None}
 
 
 async def collections(runtime: Runtime, visibility: Visibility) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from apps.api.deps import RuntimeDep
 from apps.core.db import ping, schema_revision
 from apps.core.models import utcnow
 from apps.ingestion import catalog
+from apps.runtime import Runtime
 
 router = APIRouter(tags=["health"])
 _TIMEOUT_S = 2.0
@@ -42,6 +43,22 @@ async def _timed(work) -> tuple[bool, float]:
     return ok, round((time.perf_counter() - start) * 1000, 2)
 
 
+# What /health says of a model server; its addresses and error texts are the admin dashboard's.
+_SERVER_FIELDS = ("provider", "model", "state", "calls", "errors", "latency_ms")
+
+
+async def _model_servers(runtime: Runtime, probe: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The answer model's server (None for the extractive composer) and the reranker (None when none is
+    configured). `probe` asks the model server now, within the health deadline; otherwise its last word."""
+    try:
+        llm = await asyncio.wait_for(runtime.pipelines.provider_status(probe=probe), _TIMEOUT_S)
+    except TimeoutError:
+        llm = {"provider": runtime.settings.answer_provider, "state": "degraded"}
+    reranker = runtime.search.reranker.status() if runtime.search.reranker is not None else None
+    return tuple(  # type: ignore[return-value]
+        {k: server.get(k) for k in _SERVER_FIELDS} if server is not None else None for server in (llm, reranker))
+
+
 @router.get("/health", summary="Service health (add ?detailed=true for dependency details)")
 async def health(runtime: RuntimeDep, detailed: Annotated[bool, Query()] = False) -> JSONResponse:
     db_ok, db_ms = await _timed(ping(runtime.engine))
@@ -49,7 +66,9 @@ async def health(runtime: RuntimeDep, detailed: Annotated[bool, Query()] = False
     if runtime.redis is not None:
         ok, redis_ms = await _timed(runtime.redis.ping())
         redis_state = "connected" if ok else "error"
-    status = "unhealthy" if not db_ok else ("degraded" if redis_state == "error" else "healthy")
+    llm, reranker = await _model_servers(runtime, probe=detailed)
+    servers_down = any(server is not None and server["state"] == "degraded" for server in (llm, reranker))
+    status = "unhealthy" if not db_ok else ("degraded" if redis_state == "error" or servers_down else "healthy")
     settings = runtime.settings
     body: dict[str, Any] = {
         "status": status,
@@ -58,6 +77,8 @@ async def health(runtime: RuntimeDep, detailed: Annotated[bool, Query()] = False
         "timestamp": utcnow().isoformat(),
         "version": __version__,
         "environment": settings.environment.value,
+        "llm": llm,
+        "reranker": reranker,
     }
     try:
         body["worker_system"] = await runtime.jobs.worker_system()

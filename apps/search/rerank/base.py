@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class RerankError(RuntimeError):
@@ -16,4 +16,9 @@ class Reranker(Protocol):
 
     async def rerank(self, query: str, documents: list[str]) -> list[float | None]:
         """A relevance score per document, in the documents' order (None: the server left it out)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """For /health and the dashboard: provider, model, url, state ok|degraded|unknown, calls, errors,
+        latency_ms and last_error of the last call."""
         ...

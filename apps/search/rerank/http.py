@@ -12,10 +12,24 @@ budget, and the caller serves the fused order when it fails.
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from apps.search.rerank.base import RerankError
+
+
+@dataclass
+class RerankHealth:
+    """What /health and the dashboard show: the last call's outcome and latency, counts since start."""
+
+    state: str = "unknown"  # ok | degraded (the last call failed) | unknown (not called yet)
+    calls: int = 0
+    errors: int = 0
+    latency_ms: float | None = None
+    last_error: str | None = None
 
 
 class HTTPReranker:
@@ -30,6 +44,7 @@ class HTTPReranker:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.health = RerankHealth()
 
     def _bind(self) -> httpx.AsyncClient:
         """Connections belong to one event loop (a CLI or the tests run several, one after another)."""
@@ -52,6 +67,28 @@ class HTTPReranker:
     async def rerank(self, query: str, documents: list[str]) -> list[float | None]:
         if not documents:
             return []
+        h = self.health
+        h.calls += 1
+        start = time.perf_counter()
+        try:
+            scores = await self._call(query, documents)
+        except BaseException as exc:  # a cancelled search's timeout counts too: it is the reranker's latency
+            h.errors += 1
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            h.state = "degraded"
+            h.last_error = "no answer within the search's RERANK_TIMEOUT_S" if cancelled else str(exc)
+            raise
+        finally:
+            h.latency_ms = round((time.perf_counter() - start) * 1000, 2)
+        h.state = "ok"
+        return scores
+
+    def status(self) -> dict[str, Any]:
+        h = self.health
+        return {"provider": self.name, "model": self.model, "url": self.url, "state": h.state, "calls": h.calls,
+                "errors": h.errors, "latency_ms": h.latency_ms, "last_error": h.last_error}
+
+    async def _call(self, query: str, documents: list[str]) -> list[float | None]:
         client = self._bind()
         try:
             reply = await client.post(self.url, json=self._body(query, documents))

@@ -54,6 +54,20 @@ function facts(dl, pairs) {
 
 // --- health -----------------------------------------------------------------------------------------
 
+// A model server or reranker as the dashboard lists it (null: none configured).
+function server(s) {
+  if (!s) return "not configured";
+  const where = s.urls ? s.urls.join(", ") : s.url ?? "";
+  return [`${s.provider}${s.model ? " " + s.model : ""} · ${s.state}`, where,
+          s.calls != null ? `${s.calls} calls, ${s.errors} errors` : null,
+          s.latency_ms != null ? `last ${s.latency_ms} ms` : null,
+          s.last_error ? `last error: ${s.last_error}` : null].filter(Boolean).join(" · ");
+}
+
+function serverState(s) {
+  return s.state === "ok" ? "good" : s.state === "degraded" ? "bad" : "";
+}
+
 function renderHealth(health, llm) {
   const state = (v) => (v === "connected" || v === "healthy" ? "good" : v === "not_configured" ? "muted" : "bad");
   const usage = llm.usage.reduce((a, u) => ({n: a.n + u.requests, ms: a.ms + u.mean_latency_ms * u.requests}), {n: 0, ms: 0});
@@ -67,6 +81,8 @@ function renderHealth(health, llm) {
     ["redis", health.redis + (health.latency_ms.redis != null ? ` (${health.latency_ms.redis} ms)` : ""), state(health.redis)],
     ["LLM provider", `${llm.provider} · ${usage.n} calls in ${llm.window_minutes} min` +
       (usage.n ? ` · mean ${(usage.ms / usage.n).toFixed(0)} ms` : "")],
+    ["model server", server(llm.server), llm.server ? serverState(llm.server) : "muted"],
+    ["reranker", server(llm.reranker), llm.reranker ? serverState(llm.reranker) : "muted"],
     ["job queue", jobs, jobs === "not configured" ? "muted" : ""],
   ]);
 }
