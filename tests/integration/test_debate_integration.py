@@ -136,3 +136,15 @@ async def test_a_debate_that_times_out_serves_the_single_pass(runtime, gemini) -
     assert result.debate.stop_reason in ("timeout", "error")
     assert [d.node for d in result.degraded_nodes] == ["debate"] and "timeout" in result.degraded_nodes[0].reason
     assert result.timings_ms["debate"] < 1500
+
+
+async def test_a_failing_model_is_counted_not_quoted_in_degraded_nodes(runtime, gemini) -> None:
+    await runtime.ingestion.ingest(corpus())
+    gemini.script = [Behaviour(text="Vitamin D deficiency causes bone loss [1].")]  # the single pass
+    gemini.default = Behaviour(kind="status", status=400)  # the agents' calls: "scripted failure"
+    result = await _gemini_pipeline(runtime, gemini).execute(AnswerRequest(QUESTION, mode="debate", flags={}))
+    assert result.debate is not None and result.debate.fell_back
+    [node] = result.degraded_nodes
+    assert node.node == "debate" and node.reason.startswith(f"{result.debate.stop_reason} (model calls: ")
+    assert "failed" in node.reason and "scripted" not in node.reason and "400" not in node.reason
+

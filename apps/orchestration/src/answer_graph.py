@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol, TypedDict
@@ -389,7 +390,12 @@ class AnswerPipeline:
                                   "usage": (state.get("usage") or Usage()) + result.usage}
         if result.fell_back:
             metrics.DEBATE_FALLBACKS.labels(reason=result.stop_reason).inc()
-            reason = "; ".join([result.stop_reason, *result.errors]) if result.errors else result.stop_reason
+            # The errors quote model servers and exceptions: the log keeps them, the client gets counts.
+            reason = result.stop_reason
+            if result.errors:
+                log.warning("the debate fell back", extra={"stop_reason": reason, "errors": result.errors})
+                kinds = Counter("timeout" if "timeout" in e else "failed" for e in result.errors)
+                reason = f"{reason} (model calls: {', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items()))})"
             update["degraded"] = [*state.get("degraded", []), {"node": "debate", "reason": reason}]
             return update
         header = CONFLICT_HEADER["ko" if state.get("language") == "ko" else "en"]
