@@ -61,6 +61,12 @@ class Visibility:
     def may_use(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
 
+    def covers(self, collections: Iterable[str]) -> bool:
+        """Every one of `collections` is the viewer's (`*`, the whole corpus: only for a viewer of every one).
+        What decides whether a job, which writes to its collections, is the viewer's."""
+        wanted = set(collections)
+        return self.collections is None or (ALL not in wanted and wanted <= self.collections)
+
     def narrowed(self, requested: Sized[str] | None) -> Visibility:
         """Only the `requested` collections (None or empty: no narrowing); CollectionAccessError for one the
         viewer may not use. Whether the collections exist is the caller's check."""

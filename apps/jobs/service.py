@@ -17,6 +17,7 @@ from apps.core.config import Settings
 from apps.core.db import write_transaction
 from apps.core.idempotency import IdempotencyStore, StoredResponse
 from apps.core.models import new_id
+from apps.core.visibility import Visibility
 from apps.jobs.executor import JobExecutor
 from apps.jobs.monitor import RollbackMonitor
 from apps.jobs.queue import JobQueue, QueueUnavailableError
@@ -132,16 +133,29 @@ class JobService:
             if run_here:
                 self.runner.submit(job_id)
 
-    async def get(self, job_id: str, owner: str | None = None) -> JobView | None:
-        """The job, or None if there is none (or, with `owner`, none of that owner's)."""
+    async def get(self, job_id: str, owner: str | None = None, visibility: Visibility | None = None) -> JobView | None:
+        """The job, or None if there is none (or, with `owner`, none of that owner's; with `visibility`,
+        none writing to collections outside it)."""
         job = await self.store.get(job_id)
         if job is None or (owner is not None and job.owner_key_id != owner):
             return None
-        return JobView.of(job)
+        view = JobView.of(job)
+        return view if visibility is None or visibility.covers(view.collections) else None
 
-    async def list(self, status: JobStatus | str | None = None, limit: int = 50,
-                   owner: str | None = None) -> list[JobView]:
-        return [JobView.of(j) for j in await self.store.list(status, limit, owner)]
+    async def list(self, status: JobStatus | str | None = None, limit: int = 50, owner: str | None = None,
+                   visibility: Visibility | None = None) -> list[JobView]:
+        """Newest first, `limit` of them: with `visibility` the rows are read page by page until that many
+        are the viewer's (or none are left), so a key bound to some collections still gets a full page."""
+        found: list[JobView] = []
+        offset = 0
+        while len(found) < limit:
+            rows = await self.store.list(status, limit, owner, offset)
+            views = [JobView.of(j) for j in rows]
+            found += [v for v in views if visibility is None or visibility.covers(v.collections)]
+            if len(rows) < limit:
+                break
+            offset += limit
+        return found[:limit]
 
     async def wait(self, job_id: str, timeout_s: float) -> JobView | None:
         """The job once it is final, or as it is when `timeout_s` has passed (None: no such job). Polls

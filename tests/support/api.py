@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as Scope_
 
 from apps.api.main import create_app
 from apps.core.api_keys import Scope
@@ -28,6 +32,17 @@ class Api:
         return self.app.state.runtime  # type: ignore[attr-defined]
 
 
+def _own_context(app: ASGIApp) -> ASGIApp:
+    """Each request in its own copy of the context, as a server's task per connection has: httpx's ASGI
+    transport calls the app in the test's task, where the request's context variables (its key, its
+    visibility) would outlive it and leak into the test's next direct call."""
+
+    async def call(scope: Scope_, receive: Receive, send: Send) -> None:
+        await asyncio.create_task(app(scope, receive, send), context=contextvars.copy_context())
+
+    return call
+
+
 @asynccontextmanager
 async def api_client(settings: Settings) -> AsyncIterator[Api]:
     app = create_app(settings)
@@ -35,6 +50,6 @@ async def api_client(settings: Settings) -> AsyncIterator[Api]:
         keys = {}
         for scope in Scope:
             _, keys[scope.name] = await app.state.runtime.keys.create(scope, name=f"test-{scope.name}")
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=_own_context(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client, app, keys)

@@ -15,7 +15,6 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from apps.api.deps import AdminKey, ReadKey, RuntimeDep, VisibilityDep, WriteKey
 from apps.core.api_keys import KeyInfo, Scope
-from apps.core.visibility import ALL, Visibility
 from apps.jobs.types import JobStatus, JobView
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -27,16 +26,10 @@ def _owner(key: KeyInfo) -> str | None:
     return None if key.scope >= Scope.admin else key.id
 
 
-def _in_view(job: JobView, visibility: Visibility) -> bool:
-    """The job's collections are all ones the key may use (`*`, the whole corpus: only with every one)."""
-    if visibility.collections is None:
-        return True
-    return ALL not in job.collections and set(job.collections) <= visibility.collections
-
-
 async def _visible(runtime: RuntimeDep, key: ReadKey, visibility: VisibilityDep, job_id: str) -> JobView:
-    job = await runtime.jobs.get(job_id, owner=_owner(key))
-    if job is None or not _in_view(job, visibility):
+    # A job belongs to the collections it writes to (a reindex or learning job to the whole corpus).
+    job = await runtime.jobs.get(job_id, owner=_owner(key), visibility=visibility)
+    if job is None:
         raise HTTPException(404, f"no job with id {job_id!r}")
     return job
 
@@ -47,7 +40,7 @@ VisibleJob = Annotated[JobView, Depends(_visible)]
 @router.get("", response_model=list[JobView], summary="List jobs, newest first (an admin key: every key's)")
 async def list_jobs(runtime: RuntimeDep, key: ReadKey, visibility: VisibilityDep, status: JobStatus | None = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[JobView]:
-    return [j for j in await runtime.jobs.list(status, limit, owner=_owner(key)) if _in_view(j, visibility)]
+    return await runtime.jobs.list(status, limit, owner=_owner(key), visibility=visibility)
 
 
 @router.get("/{job_id}", response_model=JobView, summary="A job: status, progress, result, error, attempts, mode")

@@ -39,8 +39,6 @@ from apps.core.config import Settings
 from apps.core.redaction import redact_text
 from apps.llm.base import AnswerProvider, ComposeRequest, Evidence, LLMError, Usage
 from apps.llm.extractive import NOT_FOUND, ExtractiveProvider
-from apps.search.service import SearchUnavailableError
-from apps.search.types import Hit
 from apps.orchestration.src import grounding
 from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
 from apps.orchestration.src.bandit.decision_log import Decision
@@ -55,6 +53,8 @@ from apps.orchestration.src.planner.plan import Plan
 from apps.orchestration.src.planner.planner import QueryPlanner
 from apps.orchestration.src.planner.retrieval import retrieve_parts, single, with_plan
 from apps.rollout.flags import FlagContext, FlagService
+from apps.search.service import SearchUnavailableError
+from apps.search.types import Hit
 from apps.text.analyzer import Analyzer
 from apps.text.language import detect_language
 from apps.text.questions import question_type
