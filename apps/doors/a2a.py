@@ -9,8 +9,8 @@
   composed, then the final text), then a `citations` artifact: {answer, citations, sources, request_id}.
 - Flag off for a request: the card and the endpoint answer 404.
 
-Tasks live in the serving process (the SDK's in-memory store): a task is read back from the worker
-that ran it. `SendMessage` returns the finished task with its artifacts, so a client needs nothing else.
+Tasks live in the database (`a2a_tasks.py`, the SDK's `DatabaseTaskStore`): any worker reads a task
+another ran. `SendMessage` returns the finished task with its artifacts, so a client needs nothing else.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from a2a.server.events.event_queue_v2 import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes import DefaultServerCallContextBuilder, create_jsonrpc_routes
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.server.tasks import TaskStore, TaskUpdater
 from a2a.types import (
     AgentCapabilities,
     AgentCard,
@@ -57,7 +57,8 @@ from apps.core.api_keys import KeyInfo
 from apps.core.config import Settings
 from apps.core.visibility import request_visibility
 from apps.doors import auth, operations
-from apps.doors.errors import DoorError
+from apps.doors.a2a_tasks import ServingTaskStore
+from apps.doors.errors import DoorError, refusals
 from apps.doors.kit import DoorKit
 from apps.doors.observe import observed
 from apps.doors.operations import Caller
@@ -165,7 +166,7 @@ class AnswerAgent(AgentExecutor):
         kit = self.kit_of()
         await updater.start_work()
         try:
-            with observed("a2a", skill, request_id=caller.request_id):
+            with observed("a2a", skill, request_id=caller.request_id), refusals():
                 if kit is None:
                     raise DoorError(503, "starting up; retry shortly")
                 if not question:
@@ -228,8 +229,13 @@ class A2ADoor:
         self.kit_of = kit_of
         self.settings = settings
         card = agent_card(settings.a2a_public_url or "http://localhost:8000")
-        self.handler = DefaultRequestHandler(agent_executor=AnswerAgent(kit_of), task_store=InMemoryTaskStore(),
-                                               agent_card=card)
+
+        def tasks() -> TaskStore | None:
+            kit = kit_of()
+            return kit.a2a_tasks if kit is not None else None
+
+        self.handler = DefaultRequestHandler(agent_executor=AnswerAgent(kit_of), task_store=ServingTaskStore(tasks),
+                                             agent_card=card)
 
     async def card(self, request: Request) -> Response:
         if not flag_on(request.scope):

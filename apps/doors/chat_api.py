@@ -25,14 +25,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from apps.api.deps import RuntimeDep
-from apps.api.routers.answer import _record
 from apps.api.schemas import AnswerIn, SearchFiltersIn
 from apps.core.api_keys import KeyInfo
 from apps.doors import operations
 from apps.doors.auth import chat_key
 from apps.doors.errors import DoorError
 from apps.doors.observe import observed
-from apps.doors.operations import Caller
+from apps.doors.operations import Caller, record_answer
 from apps.orchestration.src.answer_models import AnswerResponse
 from apps.orchestration.src.conversations.rewrite import turn_subject
 from apps.orchestration.src.conversations.types import HistoryTurn
@@ -142,7 +141,7 @@ async def chat_completions(body: ChatRequest, request: Request, runtime: Runtime
                 result = await operations.answer(runtime, answer_in, caller, history)
             except DoorError as exc:
                 raise exc.to_http() from None
-        _record(request, result)
+        record_answer(request.state, result)
         return {"id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
                              "finish_reason": "stop"}],
@@ -173,7 +172,7 @@ async def chat_completions(body: ChatRequest, request: Request, runtime: Runtime
                     streamed = ""
                 elif "final" in event:
                     result: AnswerResponse = event["final"]
-                    _record(request, result)
+                    record_answer(request.state, result)
                     if streamed.strip() != result.answer.strip():
                         yield chunk({"content": ("\n\n" if streamed else "") + result.answer})
                     yield chunk({}, "stop", sources=_sources(result), dtrag=_extension(result))

@@ -4,7 +4,12 @@ failed A2A task)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import HTTPException
+
+from apps.search.types import FilterLimitError
 
 
 class DoorError(Exception):
@@ -20,3 +25,15 @@ class DoorError(Exception):
 
     def to_http(self) -> HTTPException:
         return HTTPException(self.status, self.detail, headers=self.headers or None)
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """The services' own refusals of a caller's input as DoorErrors, for the doors outside the HTTP app
+    (MCP tools, A2A tasks). Filters beyond the caps (`FilterLimitError`) are left to the service to find:
+    on the HTTP app its exception handler answers them for every route (apps/api/problems.py), so the
+    operations let them through and REST, the chat API and these doors all say 422 and the same sentence."""
+    try:
+        yield
+    except FilterLimitError as exc:
+        raise DoorError(422, str(exc)) from None

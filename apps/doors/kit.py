@@ -1,9 +1,10 @@
 """What the doors share for one runtime: the tool registry, catalog and client, the policy gate and its
-audit, and the answer graph's tool step (`DoorKit`). `apps.doors.app` mounts the doors on the HTTP app;
-`dtrag mcp` builds a kit of its own."""
+audit, the answer graph's tool step and the A2A agent's task store (`DoorKit`). `apps.doors.app` mounts
+the doors on the HTTP app; `dtrag mcp` builds a kit of its own."""
 
 from __future__ import annotations
 
+from apps.doors.a2a_tasks import A2ATaskStore
 from apps.doors.mcp_client import McpClient, ToolCatalog
 from apps.doors.tool_audit import ToolAudit
 from apps.doors.tool_policy import ToolGate
@@ -22,6 +23,7 @@ class DoorKit:
         self.client = McpClient()
         self.catalog = ToolCatalog(self.registry, self.client, settings.tools_catalog_ttl_s)
         self.tool_step = DoorToolStep(runtime, self.catalog, self.client, self.gate)
+        self.a2a_tasks = A2ATaskStore(runtime.engine)
 
     def start(self) -> None:
         """Audit flushing, and the answer graph's tools node (used where `mcp_tools` is on)."""

@@ -36,7 +36,7 @@ from apps.api.deps import current_key
 from apps.api.schemas import AnswerIn, FeedbackIn, FeedbackOut, SearchFiltersIn, SearchRequest, SearchResponse
 from apps.core.visibility import request_visibility
 from apps.doors import auth, operations
-from apps.doors.errors import DoorError
+from apps.doors.errors import DoorError, refusals
 from apps.doors.kit import DoorKit
 from apps.doors.observe import count_error, observed
 from apps.doors.operations import Caller, DocumentText
@@ -83,7 +83,8 @@ def _body(model: type[T], **fields: Any) -> T:
 
 async def _run(work: Coroutine[Any, Any, T]) -> T:
     try:
-        return await work
+        with refusals():
+            return await work
     except DoorError as exc:
         raise ToolError(f"{exc.status}: {exc.detail}") from None
 

@@ -9,12 +9,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from apps.core import metrics
+from apps.search.types import FilterLimitError
 
 log = logging.getLogger("apps.doors")
 
 
 def error_kind(exc: BaseException) -> str:
     """`client` for a refusal of the caller's request (4xx: auth, limits, bad input), else `server`."""
+    if isinstance(exc, FilterLimitError):  # the search service's own 422 (apps/doors/errors.py)
+        return "client"
     status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
     return "client" if isinstance(status, int) and 400 <= status < 500 else "server"
 

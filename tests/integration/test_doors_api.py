@@ -1,15 +1,24 @@
 """The doors on the HTTP app, in process (SPEC-DOORS-001): the key check at /mcp, the chat API's shape and
-refusals, the A2A routes behind their flag, door metrics. The protocol clients against real servers are
-in tests/e2e/test_doors_servers.py."""
+refusals, the A2A routes behind their flag and their tasks read through any worker, door metrics, MCP's
+search being REST's. The protocol clients against real servers are in tests/e2e/test_doors_servers.py."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import httpx
 import pytest
+from a2a.client import A2ACardResolver, Client, ClientConfig, create_client
+from a2a.helpers.proto_helpers import get_data_parts
+from a2a.types import GetTaskRequest, ListTasksRequest, Message, Part, Role, SendMessageRequest, TaskState
+from a2a.utils.errors import TaskNotFoundError
+from google.protobuf.struct_pb2 import Struct
 
 from apps.core.config import Settings
-from tests.support.api import api_client
+from tests.support.api import Api, api_client
 from tests.support.corpus import corpus
 
 QUESTION = "What helps the skin produce vitamin D?"
@@ -93,3 +102,95 @@ async def test_a2a_routes_follow_their_flag(settings: Settings, monkeypatch: pyt
         assert card["supportedInterfaces"][0]["url"] == "http://test/a2a"
         assert card["securitySchemes"]["apiKey"]["apiKeySecurityScheme"]["name"] == "X-API-Key"
         assert (await api.client.post("/a2a", json={})).status_code == 401
+
+
+def _a2a_message(text: str, skill: str | None = None, context_id: str = "") -> Message:
+    metadata = Struct()
+    if skill:
+        metadata.update({"skill": skill})
+    return Message(role=Role.ROLE_USER, message_id=uuid.uuid4().hex, parts=[Part(text=text)], metadata=metadata,
+                   context_id=context_id)
+
+
+@asynccontextmanager
+async def _a2a_client(api: Api, key: str) -> AsyncIterator[Client]:
+    """The A2A SDK's client against an in-process app (its card names http://test/a2a)."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://test",
+                                 headers={"X-API-Key": key}, timeout=60) as http:
+        card = await A2ACardResolver(http, "http://test").get_agent_card()
+        client = await create_client(card, client_config=ClientConfig(httpx_client=http, streaming=False))
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+async def test_a2a_tasks_are_read_through_any_worker(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two app instances on one database stand for two workers: a task one ran, the other reads; another
+    key reads neither."""
+    monkeypatch.setenv("FEATURE_AGENT_MESSAGING", "true")
+    async with api_client(settings) as first, api_client(settings) as second:
+        await first.runtime.ingestion.ingest(corpus())
+        key = first.keys["read"]
+        async with _a2a_client(first, key) as client:
+            # The client names the context: longer than the SDK's 36-character column (PostgreSQL keeps it).
+            events = [e async for e in client.send_message(SendMessageRequest(
+                message=_a2a_message("vitamin D", "search", context_id="ctx-" + "x" * 96)))]
+        task = events[-1].task
+        assert task.status.state == TaskState.TASK_STATE_COMPLETED and task.context_id == "ctx-" + "x" * 96
+
+        async with _a2a_client(second, key) as client:
+            read = await client.get_task(GetTaskRequest(id=task.id))
+            listed = await client.list_tasks(ListTasksRequest(include_artifacts=True))
+        assert read.id == task.id and read.status.state == TaskState.TASK_STATE_COMPLETED
+        hits = get_data_parts(read.artifacts[0].parts)[0]["hits"]
+        assert read.artifacts[0].name == "hits" and hits[0]["title"] == "Vitamin D"
+        assert hits == get_data_parts(task.artifacts[0].parts)[0]["hits"]
+        assert read.history[0].parts[0].text == "vitamin D"
+        assert [t.id for t in listed.tasks] == [task.id]
+
+        async with _a2a_client(second, second.keys["read"]) as client:  # another key: no such task
+            with pytest.raises(TaskNotFoundError):
+                await client.get_task(GetTaskRequest(id=task.id))
+            assert list((await client.list_tasks(ListTasksRequest())).tasks) == []
+
+
+async def test_door_search_is_rest_search_with_case_memory(settings: Settings,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """MCP's search runs REST's: with case memory on (`neural_case_selector`) both report it."""
+    monkeypatch.setenv("FEATURE_NEURAL_CASE_SELECTOR", "true")
+    async with api_client(settings) as api:
+        await api.runtime.ingestion.ingest(corpus())
+        query = {"q": "vitamin D sunlight bones", "final_topk": 3, "strategy": "bm25"}
+        rest = (await api.client.post("/api/v1/search", headers=api.headers("read"), json=query)).json()
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "search", "arguments": {"query": query["q"], "top_k": 3, "strategy": "bm25"}}}
+        r = await api.client.post("/mcp", json=call, headers={**api.headers("read"),
+                                                               "Accept": "application/json, text/event-stream"})
+        assert r.status_code == 200, r.text
+        door = r.json()["result"]["structuredContent"]
+        assert rest["cases"] is not None and door["cases"] is not None
+        assert [(h["chunk_id"], h["score"], h["case_ids"]) for h in door["hits"]] == \
+            [(h["chunk_id"], h["score"], h["case_ids"]) for h in rest["hits"]]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_filters_beyond_the_caps_are_the_same_422_through_every_door(settings: Settings) -> None:
+    async with api_client(settings) as api:
+        filters = {"metadata": {"year": 2**70}}
+        expected = "filters.metadata.year is outside the 64-bit integer range"
+        r = await api.client.post("/api/v1/search", headers=api.headers("read"), json={"q": "x", "filters": filters})
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["detail"] == expected and r.json()["errors"] == [{"field": "filters", "message": expected}]
+        r = await api.client.post("/v1/chat/completions", headers=api.headers("read"),
+                                  json={"model": "dtrag-answer", "filters": filters,
+                                        "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 422 and r.json()["detail"] == expected
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "search", "arguments": {"query": "x", "filters": filters}}}
+        r = await api.client.post("/mcp", json=call, headers={**api.headers("read"),
+                                                               "Accept": "application/json, text/event-stream"})
+        result = r.json()["result"]
+        assert result["isError"] and result["content"][0]["text"].endswith(f"search: 422: {expected}")
+        metrics = (await api.client.get("/metrics")).text
+        assert 'dtrag_door_errors_total{door="chat",kind="client",operation="answer"}' in metrics

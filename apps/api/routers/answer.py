@@ -1,28 +1,26 @@
-"""POST /answer (and /api/v1/answer): grounded answers with citations, as JSON or Server-Sent Events."""
+"""POST /answer (and /api/v1/answer): grounded answers with citations, as JSON or Server-Sent Events. The
+checks and the request are every door's (`apps.doors.operations.answer_call`); a conversation's history
+and storing the answer as its turn are REST's."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from apps.api import conversations
-from apps.api.deps import ReadKey, RuntimeDep, VisibilityDep, narrowed
-from apps.api.schemas import AnswerIn, to_filters
-from apps.llm.factory import ProviderUnavailableError
-from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
+from apps.api.deps import ReadKey, RuntimeDep
+from apps.api.schemas import AnswerIn
+from apps.doors import operations
+from apps.doors.errors import DoorError
+from apps.doors.operations import Caller, record_answer
+from apps.orchestration.src.answer_models import AnswerResponse
 
 router = APIRouter(tags=["answer"])
-
-
-def _record(request: Request, result: AnswerResponse) -> None:
-    """What the request context middleware logs with this request (strategy, quality, LLM usage)."""
-    request.state.strategy = result.strategy
-    request.state.quality = result.confidence
-    request.state.llm = result.llm_usage()
 
 
 def _event(name: str, data: Any) -> bytes:
@@ -34,28 +32,17 @@ def _event(name: str, data: Any) -> bytes:
                               "description": "JSON, or with stream=true Server-Sent Events: `rewritten` (a "
                                              "follow-up's standalone question), `token` events, `round` events "
                                              "of a debate, then `final`"}})
-async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, key: ReadKey, visibility: VisibilityDep) -> Any:
-    pipelines = runtime.pipelines
+async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, key: ReadKey) -> Any:
     try:
-        pipeline = pipelines.get(body.provider)
-    except ProviderUnavailableError as exc:
-        raise HTTPException(422, str(exc)) from None
-    if body.strategy is not None:
-        try:
-            runtime.search.resolve(body.strategy)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
-    # Retrieval, citations and a debate's evidence see only this: the filters travel with the request.
-    filters = to_filters(body.filters, await narrowed(runtime, visibility, body.collections))
-    runtime.search.check_filters(filters)  # 422 now: inside the graph a failing retrieve only degrades
+        # 422 provider, strategy or filters; 403/404 collections: before any work, as every door checks
+        pipeline, call = await operations.answer_call(runtime, body, Caller.of_request(key, request.scope["state"]))
+    except DoorError as exc:
+        raise exc.to_http() from None
     past = await conversations.history(runtime, key, body.conversation_id)  # 404 for another key's
-    assignment = request.state.assignment
-    call = AnswerRequest(question=body.q, mode=body.mode, top_k=body.final_topk, filters=filters,
-                         strategy=body.strategy, request_id=request.state.request_id, flags=assignment.flags,
-                         variant=assignment.variant, history=past)
+    call = dataclasses.replace(call, history=past)
     if not body.stream:
         result = await pipeline.execute(call)
-        _record(request, result)
+        record_answer(request.state, result)
         return await conversations.store_answer(runtime, key, body.conversation_id, past, result)
 
     # One route answers JSON or a stream, so it returns FastAPI's SSE response itself (a `yield` route is
@@ -73,7 +60,7 @@ async def answer(body: AnswerIn, request: Request, runtime: RuntimeDep, key: Rea
             elif "plan" in event:
                 yield _event("plan", event["plan"])
             elif "final" in event:
-                _record(request, event["final"])  # before the last byte: the request log sees it
+                record_answer(request.state, event["final"])  # before the last byte: the request log sees it
                 final = await conversations.store_answer(runtime, key, body.conversation_id, past, event["final"],
                                                          streaming=True)
                 yield _event("final", final.model_dump(mode="json"))

@@ -33,6 +33,8 @@ from apps.api.schemas import (
 from apps.core.api_keys import KeyInfo
 from apps.core.idempotency import IdempotencyConflictError
 from apps.core.visibility import DEFAULT_COLLECTION, Visibility
+from apps.doors import operations
+from apps.doors.errors import DoorError
 from apps.ingestion import catalog
 from apps.ingestion.documents import SourceDocument
 from apps.ingestion.loaders import SUPPORTED_SUFFIXES
@@ -261,27 +263,21 @@ async def list_documents(
     collection: Annotated[str | None, Query(max_length=64, description="only this collection's")] = None,
 ) -> DocumentPage:
     page = await catalog.page(session, visibility, limit, offset, language, taxonomy_path, collection)
-    return DocumentPage(items=[_document_out(d) for d in page.items], total=page.total, limit=limit, offset=offset)
-
-
-def _document_out(record: catalog.DocumentRecord) -> DocumentOut:
-    d = record.document
-    return DocumentOut.model_validate({**{c: getattr(d, c) for c in DocumentOut.model_fields
-                                          if c not in ("metadata", "collection", "access_groups")},
-                                       "metadata": d.metadata_ or {}, "collection": record.collection,
-                                       "access_groups": record.access_groups})
+    return DocumentPage(items=[operations.document_out(d) for d in page.items], total=page.total, limit=limit,
+                        offset=offset)
 
 
 async def _get(session: AsyncSession, document_id: str, visibility: Visibility) -> catalog.DocumentRecord:
-    record = await catalog.get(session, document_id, visibility)
-    if record is None:  # hidden is not found: a key learns nothing of what it may not see
-        raise HTTPException(404, f"no document with id {document_id!r}")
-    return record
+    """The document the key may see (every door's lookup); another, hidden or missing, is a 404."""
+    try:
+        return await operations.find_document(session, document_id, visibility)
+    except DoorError as exc:
+        raise exc.to_http() from None
 
 
 @router.get("/documents/{document_id}", response_model=DocumentOut, summary="One document's metadata")
 async def get_document(document_id: str, session: SessionDep, _: ReadKey, visibility: VisibilityDep) -> DocumentOut:
-    return _document_out(await _get(session, document_id, visibility))
+    return operations.document_out(await _get(session, document_id, visibility))
 
 
 @router.get("/documents/{document_id}/chunks", response_model=list[ChunkOut], summary="A document's chunks in order")
