@@ -45,7 +45,14 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _question(value: str) -> str:
+    """Stripped, so every door searches the same text: a trailing space moves a query's vector a little,
+    enough to swap two near-tied passages."""
+    return _not_blank(value).strip()
+
+
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
+Question = Annotated[str, AfterValidator(_question)]
 ConversationId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="from POST /api/v1/conversations: "
                                       "the question is a turn of it, a follow-up rewritten against its last turns")]
 
@@ -85,7 +92,7 @@ Collections = Annotated[list[CollectionName] | None, Field(
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    q: NonBlank = Field(..., min_length=1, max_length=10_000, description="the query, English or Korean")
+    q: Question = Field(..., min_length=1, max_length=10_000, description="the query, English or Korean")
     final_topk: int = Field(5, ge=1, le=100)
     filters: SearchFiltersIn | None = None
     strategy: str | None = Field(None, description="bm25 | dense | hybrid_rrf | hybrid_cc; default from settings")
@@ -184,7 +191,7 @@ class JobAccepted(BaseModel):
 class AnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    q: NonBlank = Field(..., min_length=1, max_length=4000, description="the question, English or Korean")
+    q: Question = Field(..., min_length=1, max_length=4000, description="the question, English or Korean")
     mode: Literal["answer", "summary", "keypoints", "debate"] = Field(
         "answer", description="debate: agents on different shares of the evidence settle the answer")
     final_topk: int = Field(5, ge=1, le=20, description="chunks to compose from")

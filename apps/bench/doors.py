@@ -53,6 +53,11 @@ def _identical(a: list[list[int]], b: list[list[int]]) -> float:
     return round(sum(x == y for x, y in zip(a, b, strict=True)) / len(a), 4) if a else 0.0
 
 
+def _differing(queries: list[str], a: list[list[int]], b: list[list[int]], most: int = 5) -> list[dict[str, Any]]:
+    """The first few queries whose ids differ between two doors, with both lists: what to look at."""
+    return [{"query": q[:120], "ids": [x, y]} for q, x, y in zip(queries, a, b, strict=True) if x != y][:most]
+
+
 async def bench_doors(dataset: BeirDataset, settings: Settings, queries: int = 200, top_k: int = 10,
                       workers: int = 1) -> dict[str, Any]:
     upgrade(settings.database_url)
@@ -104,4 +109,6 @@ async def bench_doors(dataset: BeirDataset, settings: Settings, queries: int = 2
         "chat_overhead_p95_ms": round(results["chat"]["p95_ms"] - results["rest_answer"]["p95_ms"], 2),
         "identical_top_k_mcp_vs_rest": _identical(ids["mcp_search"], ids["rest_search"]),
         "identical_sources_chat_vs_rest": _identical(ids["chat"], ids["rest_answer"]),
+        "differing": {"mcp_vs_rest": _differing(texts, ids["mcp_search"], ids["rest_search"]),
+                      "chat_vs_rest": _differing(texts, ids["chat"], ids["rest_answer"])},
     }

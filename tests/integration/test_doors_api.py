@@ -194,3 +194,26 @@ async def test_filters_beyond_the_caps_are_the_same_422_through_every_door(setti
         assert result["isError"] and result["content"][0]["text"].endswith(f"search: 422: {expected}")
         metrics = (await api.client.get("/metrics")).text
         assert 'dtrag_door_errors_total{door="chat",kind="client",operation="answer"}' in metrics
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_every_door_searches_the_stripped_question(settings: Settings) -> None:
+    """Surrounding whitespace is not part of a question: REST and MCP rank "q " as "q" (a trailing space
+    moves the query's vector enough to swap near-tied passages, so doors that kept it disagreed)."""
+    async with api_client(settings) as api:
+        await api.runtime.ingestion.ingest(corpus())
+
+        async def rest(q: str) -> list[tuple[int, float]]:
+            body = (await api.client.post("/api/v1/search", headers=api.headers("read"),
+                                          json={"q": q, "final_topk": 5, "strategy": "dense"})).json()
+            return [(h["chunk_id"], h["score"]) for h in body["hits"]]
+
+        async def mcp(q: str) -> list[tuple[int, float]]:
+            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "search", "arguments": {"query": q, "top_k": 5, "strategy": "dense"}}}
+            r = await api.client.post("/mcp", json=call, headers={**api.headers("read"),
+                                                                   "Accept": "application/json, text/event-stream"})
+            return [(h["chunk_id"], h["score"]) for h in r.json()["result"]["structuredContent"]["hits"]]
+
+        plain = await rest(QUESTION)
+        assert await rest(f"  {QUESTION} \n") == plain and await mcp(f"{QUESTION} ") == plain
