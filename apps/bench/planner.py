@@ -156,10 +156,14 @@ class _Searcher:
                         plan.elapsed_ms if plan else 0.0)
 
 
+def _alternating(index: int) -> tuple[bool, bool]:
+    """Planner off and on for the index-th question, in alternating order so neither always runs on a
+    warmer cache."""
+    return (False, True) if index % 2 == 0 else (True, False)
+
+
 async def _both(search: _Searcher, query: str, index: int, key: str) -> dict[bool, Searched]:
-    """Off and on for one query, in alternating order so neither always runs on a warmer cache."""
-    order = (False, True) if index % 2 == 0 else (True, False)
-    return {planned: await search(query, planned, f"{key}-{int(planned)}") for planned in order}
+    return {planned: await search(query, planned, f"{key}-{int(planned)}") for planned in _alternating(index)}
 
 
 async def _single(search: _Searcher, dataset: BeirDataset) -> dict[str, Any]:
@@ -229,8 +233,7 @@ async def _answers(runtime: Runtime, dataset: BeirDataset, pairs: list[dict[str,
     answered: dict[bool, list[bool]] = {False: [], True: []}
     latencies: dict[bool, list[float]] = {False: [], True: []}
     for i, pair in enumerate(usable):
-        order = (False, True) if i % 2 == 0 else (True, False)
-        for planned in order:
+        for planned in _alternating(i):
             start = time.perf_counter()
             result = await pipeline.execute(AnswerRequest(pair["text"], top_k=runtime.settings.answer_top_k,
                                                           flags={"meta_planner": planned},

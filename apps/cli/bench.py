@@ -3,6 +3,7 @@ returns a plain dict; `--json` prints it, otherwise `apps.cli.reports.render` sh
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from apps.core.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from apps.bench.beir import BeirDataset
+    from apps.ingestion.report import ProgressCallback
 
 bench_app = typer.Typer(help="Benchmarks that print numbers.", no_args_is_help=True)
 
@@ -40,6 +42,19 @@ def _target(dataset: Path, database_url: str | None, split: str = "test") -> tup
     return data, bench_settings(get_settings(), resolve_database_url(database_url) or default_database_url(data))
 
 
+def _names(strategies: str) -> list[str]:
+    return [s.strip() for s in strategies.split(",") if s.strip()]
+
+
+def _run_ingesting(data: BeirDataset, bench: Callable[[ProgressCallback], Coroutine[Any, Any, dict[str, Any]]],
+                   ) -> dict[str, Any]:
+    """Run a bench that ingests `data` first, under the ingest progress bar (a cached database skips it)."""
+    with progress() as bar:
+        task = bar.add_task(f"ingesting {data.name}", total=None, chunks=0, rate="")
+        return run(bench(lambda p: bar.update(task, completed=p.documents, chunks=p.chunks,
+                                              rate=f"{p.tokens_per_second:,.0f} tokens/s")))
+
+
 @bench_app.command("retrieval")
 def bench_retrieval_cmd(
     dataset: Path = typer.Option(..., help="BEIR dataset folder, e.g. ../shared/data/scifact"),
@@ -53,15 +68,12 @@ def bench_retrieval_cmd(
     from apps.bench.retrieval import bench_retrieval
 
     data, settings = _target(dataset, database_url, split)
-    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    names = _names(strategies)
     if rerank:
         if settings.rerank_provider is None:
             raise typer.BadParameter("--rerank needs RERANK_PROVIDER and RERANK_BASE_URL")
         names += [f"{n}+rerank" for n in names]
-    with progress() as bar:
-        task = bar.add_task(f"ingesting {data.name}", total=None, chunks=0, rate="")
-        result = run(bench_retrieval(data, names, settings, on_progress=lambda p: bar.update(
-            task, completed=p.documents, chunks=p.chunks, rate=f"{p.tokens_per_second:,.0f} tokens/s")))
+    result = _run_ingesting(data, lambda on_progress: bench_retrieval(data, names, settings, on_progress=on_progress))
     _show("retrieval", result, as_json)
 
 
@@ -277,15 +289,13 @@ def bench_collections_cmd(
     from apps.bench.databases import bench_settings, scratch_database_url
 
     data = _dataset(dataset)
-    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    names = _names(strategies)
     # A generous leg timeout: a leg cut short on a busy machine would change the ranking being compared.
     settings = bench_settings(get_settings(), resolve_database_url(database_url)
                               or scratch_database_url(f"collections-{data.name}"), leg_timeout_ms=30_000)
     alone = resolve_database_url(alone_database_url) or scratch_database_url(f"collections-{data.name}-alone")
-    with progress() as bar:
-        task = bar.add_task(f"ingesting {data.name}", total=None, chunks=0, rate="")
-        result = run(bench_collections(data, settings, alone, collections, names, on_progress=lambda p: bar.update(
-            task, completed=p.documents, chunks=p.chunks, rate=f"{p.tokens_per_second:,.0f} tokens/s")))
+    result = _run_ingesting(data, lambda on_progress: bench_collections(data, settings, alone, collections, names,
+                                                                         on_progress=on_progress))
     _show("collections", result, as_json)
 
 

@@ -21,9 +21,8 @@ from typing import Any
 from sqlalchemy import BigInteger, ColumnElement, Select, case, cast, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from apps.core.buffered_writer import BufferedWriter
+from apps.core.flushed_log import FlushedLog
 from apps.core.models import RequestEvent, utcnow
-from apps.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +86,9 @@ def _endpoint_filter(endpoints: tuple[str, ...]) -> tuple[ColumnElement[bool], .
     return (or_(*(RequestEvent.endpoint.startswith(p) for p in endpoints)),) if endpoints else ()
 
 
-class RequestLog:
+class RequestLog(FlushedLog[dict[str, Any]]):
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._writer: BufferedWriter[dict[str, Any]] = BufferedWriter(
-            "request-log", engine, _insert_events, _describe_event)
-        self._flusher = Periodic("request-log-flush", 1.0, self.flush)
+        super().__init__("request-log", engine, _insert_events, _describe_event, interval_s=1.0)
 
     def record(self, endpoint: str, method: str, status: int, latency_ms: float, *, authenticated: bool = False,
                **extra: Any) -> None:
@@ -102,16 +98,6 @@ class RequestLog:
             raise TypeError(f"unknown request event fields: {sorted(unknown)}")
         self._writer.append(dict(ts=utcnow(), endpoint=endpoint, method=method, status=status, latency_ms=latency_ms,
                                  authenticated=authenticated, **{k: extra.get(k) for k in _OPTIONAL}))
-
-    async def flush(self) -> None:
-        await self._writer.flush()
-
-    def start(self) -> None:
-        self._flusher.start()
-
-    async def stop(self) -> None:
-        self._flusher.stop()
-        await self.flush()
 
     async def _fetch(self, query: Select[Any]) -> list[Any]:
         async with self._engine.connect() as conn:

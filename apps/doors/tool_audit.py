@@ -14,9 +14,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.core import metrics
-from apps.core.buffered_writer import BufferedWriter
+from apps.core.flushed_log import FlushedLog
 from apps.core.models import ToolCall, utcnow
-from apps.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +54,9 @@ def _describe(row: dict[str, Any]) -> dict[str, Any]:
     return {"tool": row["tool"], "request_id": row["request_id"], "decision": row["decision"]}
 
 
-class ToolAudit:
+class ToolAudit(FlushedLog[dict[str, Any]]):
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._writer: BufferedWriter[dict[str, Any]] = BufferedWriter("tool-audit", engine, _insert, _describe)
-        self._flusher = Periodic("tool-audit-flush", 1.0, self.flush)
+        super().__init__("tool-audit", engine, _insert, _describe, interval_s=1.0)
 
     def record(self, row: AuditRow) -> None:
         metrics.TOOL_DECISIONS.labels(row.direction, row.decision, row.code).inc()
@@ -70,16 +67,6 @@ class ToolAudit:
         # The code leads the stored reason (`unsafe: ...`): one column to filter on, the detail after it.
         values.update(at=utcnow(), reason=f"{row.code}: {row.reason}"[:300], arguments=_clipped(row.arguments))
         self._writer.append(values)
-
-    async def flush(self) -> None:
-        await self._writer.flush()
-
-    def start(self) -> None:
-        self._flusher.start()
-
-    async def stop(self) -> None:
-        self._flusher.stop()
-        await self.flush()
 
     async def recent(self, request_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest decisions (of one request), newest first."""

@@ -20,9 +20,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from apps.core.buffered_writer import BufferedWriter
+from apps.core.flushed_log import FlushedLog
 from apps.core.models import BanditDecision, utcnow
-from apps.core.periodic import Periodic
 
 
 @dataclass
@@ -52,12 +51,10 @@ def _describe(decision: Decision) -> dict[str, Any]:
             "endpoint": decision.endpoint}
 
 
-class DecisionLog:
+class DecisionLog(FlushedLog[Decision]):
     def __init__(self, engine: AsyncEngine, flush_interval_s: float = 0.2) -> None:
-        self._engine = engine
+        super().__init__("decision-log", engine, self._insert, _describe, interval_s=flush_interval_s)
         self._interval = flush_interval_s
-        self._writer: BufferedWriter[Decision] = BufferedWriter("decision-log", engine, self._insert, _describe)
-        self._flusher = Periodic("decision-log-flush", flush_interval_s, self.flush)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -70,16 +67,6 @@ class DecisionLog:
         insert_ = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
         # A client may reuse an X-Request-ID: the first decision under an id stands.
         await conn.execute(insert_(BanditDecision).on_conflict_do_nothing(), [asdict(d) for d in rows])
-
-    async def flush(self) -> None:
-        await self._writer.flush()
-
-    def start(self) -> None:
-        self._flusher.start()
-
-    async def stop(self) -> None:
-        self._flusher.stop()
-        await self.flush()
 
     async def get(self, request_id: str, wait: bool = True) -> Any | None:
         await self.flush()

@@ -15,17 +15,17 @@ import logging
 import time
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from apps.core.config import Settings
-from apps.llm.base import AnswerProvider, LLMError, Usage
+from apps.llm.base import AnswerProvider, Usage
 from apps.orchestration.src.conversations.types import FollowupRewrite, HistoryTurn
 from apps.orchestration.src.debate.types import CompletionProvider
-from apps.orchestration.src.planner.model import PlanRefused, json_object
-from apps.text.analyzer import Analyzer
+from apps.orchestration.src.planner.model import PlanRefused, json_reply
 from apps.search.service import SearchService, SearchUnavailableError
 from apps.search.strategies import BM25
 from apps.search.types import SearchFilters
+from apps.text.analyzer import Analyzer
 from apps.text.followups import cue_of, subject_of
 from apps.text.followups import rewrite as rule_rewrite
 from apps.text.language import detect_language
@@ -95,15 +95,7 @@ class ModelRewriter:
         shown = [f"- {t.standalone}" for t in history[-_SHOWN_TURNS:]]
         prompt = PROMPTS[detect_language(question)].format(history="\n".join(shown), subject=subject or "-",
                                                            question=question)
-        try:
-            generation = await self.provider.complete(prompt, self.max_tokens)
-        except LLMError as exc:
-            raise PlanRefused("error", str(exc)) from None
-        usage.assign(generation.usage)
-        try:
-            reply = RewriteReply.model_validate_json(json_object(generation.text))
-        except ValidationError as exc:
-            raise PlanRefused("malformed", exc.errors()[0]["msg"]) from None
+        reply = await json_reply(self.provider, prompt, self.max_tokens, RewriteReply, usage)
         await self._check(question, reply.question, history, subject)
         return reply.question
 

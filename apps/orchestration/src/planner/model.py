@@ -4,6 +4,8 @@ reason, and the caller keeps the rule planner's plan: a model's plan never turns
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from apps.llm.base import LLMError, Usage
@@ -65,6 +67,24 @@ def json_object(text: str) -> str:
     return text[start: end + 1]
 
 
+Reply = TypeVar("Reply", bound=BaseModel)
+
+
+async def json_reply(provider: CompletionProvider, prompt: str, max_tokens: int, reply: type[Reply],
+                     usage: Usage) -> Reply:
+    """One model call whose answer must be the JSON of `reply` (the planner's parts, a follow-up's
+    rewrite); fills `usage`; raises `PlanRefused` "error" (the call failed) or "malformed"."""
+    try:
+        generation = await provider.complete(prompt, max_tokens)
+    except LLMError as exc:
+        raise PlanRefused("error", str(exc)) from None
+    usage.assign(generation.usage)
+    try:
+        return reply.model_validate_json(json_object(generation.text))
+    except ValidationError as exc:
+        raise PlanRefused("malformed", exc.errors()[0]["msg"]) from None
+
+
 class ModelPlanner:
     def __init__(self, provider: CompletionProvider, analyzer: Analyzer, max_parts: int, max_tokens: int) -> None:
         self.provider = provider
@@ -75,15 +95,7 @@ class ModelPlanner:
     async def plan(self, question: str, language: str, usage: Usage) -> list[Part]:
         """The model's parts (one part: it asks one thing); fills `usage`; raises `PlanRefused`."""
         prompt = PROMPTS["ko" if language == "ko" else "en"].format(max_parts=self.max_parts, question=question)
-        try:
-            generation = await self.provider.complete(prompt, self.max_tokens)
-        except LLMError as exc:
-            raise PlanRefused("error", str(exc)) from None
-        usage.assign(generation.usage)
-        try:
-            reply = PlanReply.model_validate_json(json_object(generation.text))
-        except ValidationError as exc:
-            raise PlanRefused("malformed", exc.errors()[0]["msg"]) from None
+        reply = await json_reply(self.provider, prompt, self.max_tokens, PlanReply, usage)
         parts = list(dict.fromkeys(reply.parts))
         if len(parts) > self.max_parts:
             raise PlanRefused("invalid", f"{len(parts)} parts, more than {self.max_parts}")
