@@ -13,6 +13,7 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-for-dt-rag-tests")
 from apps.core.config import Settings, load_settings  # noqa: E402
 from apps.core.migrations import upgrade  # noqa: E402
 from apps.runtime import Runtime, build_runtime  # noqa: E402
+from tests.support.fake_gemini import FakeGemini  # noqa: E402
 from tests.support.postgres import PostgresHarness  # noqa: E402
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -56,3 +57,11 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     rt = build_runtime(settings)
     yield rt
     await rt.close()
+
+
+@pytest.fixture
+def gemini() -> Iterator[FakeGemini]:
+    """A local server speaking the Gemini REST API, with scripted behaviour."""
+    server = FakeGemini()
+    yield server
+    server.stop()

@@ -20,27 +20,16 @@ from playwright.sync_api import Browser, Page, expect
 
 from apps.core.config import load_settings
 from apps.core.migrations import upgrade
-from apps.ingestion.documents import SourceDocument
 from apps.runtime import build_runtime
 from tests.support.browser import chromium
+from tests.support.corpus import LANDMARKS
 from tests.support.server import run_cli, running_server
-
-DOCS = [
-    SourceDocument(external_id="eiffel", title="Eiffel Tower", source_url="https://example.org/eiffel",
-                   text="The Eiffel Tower is a wrought-iron lattice tower in Paris. It was built between 1887 and "
-                        "1889 by the company of Gustave Eiffel, and it is 330 metres tall."),
-    SourceDocument(external_id="liberty", title="Statue of Liberty",
-                   text="The Statue of Liberty is a copper statue on Liberty Island in New York. It was built in "
-                        "France and dedicated in 1886; Frédéric Bartholdi designed it."),
-    SourceDocument(external_id="sejong", title="세종대왕",
-                   text="세종대왕은 조선의 제4대 왕이다. 세종대왕은 1443년에 훈민정음을 창제하였다."),
-]
 
 
 async def ingest(url: str) -> None:
     runtime = build_runtime(load_settings(database_url=url))
     try:
-        await runtime.ingestion.ingest(DOCS)
+        await runtime.ingestion.ingest(LANDMARKS)
     finally:
         await runtime.close()
 

@@ -17,17 +17,11 @@ from apps.core.models import BanditDecision, Conversation, Feedback, utcnow
 from apps.core.retention import Retention
 from apps.ingestion.documents import SourceDocument
 from tests.support.api import Api, api_client
+from tests.support.corpus import LANDMARKS
 from tests.support.fake_chat import FakeChat, Reply
 
 DOCS = [
-    SourceDocument(external_id="eiffel", title="Eiffel Tower", source_url="https://example.org/eiffel",
-                   text="The Eiffel Tower is a wrought-iron lattice tower in Paris. It was built between 1887 and "
-                        "1889 by the company of Gustave Eiffel, and it is 330 metres tall."),
-    SourceDocument(external_id="liberty", title="Statue of Liberty",
-                   text="The Statue of Liberty is a copper statue on Liberty Island in New York. It was built in "
-                        "France and dedicated in 1886; Frédéric Bartholdi designed it."),
-    SourceDocument(external_id="sejong", title="세종대왕",
-                   text="세종대왕은 조선의 제4대 왕이다. 세종대왕은 1443년에 훈민정음을 창제하였다."),
+    *LANDMARKS,
     SourceDocument(external_id="hangul", title="거북선",
                    text="거북선은 조선 수군의 돌격선이다. 이순신이 임진왜란 때 거북선을 만들어 싸웠다."),
 ]

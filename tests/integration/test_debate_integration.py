@@ -98,13 +98,6 @@ async def test_debates_are_counted_in_prometheus_and_the_decision_log(api: Api) 
     assert row is not None and row.debated and row.debate_llm_calls == 0 and row.debate_cost_usd == 0.0
 
 
-@pytest.fixture
-def gemini():
-    server = FakeGemini()
-    yield server
-    server.stop()
-
-
 def _gemini_pipeline(runtime, server: FakeGemini, **settings) -> AnswerPipeline:
     s = runtime.settings.model_copy(update=settings)
     provider = GeminiProvider("test-key", "gemini-2.5-flash", base_url=server.url, backoff_s=0.01,

@@ -8,14 +8,11 @@ import time
 
 import pytest
 
-from apps.llm.factory import build_provider
-from apps.llm.gemini import GeminiProvider
-from apps.orchestration.src.answer_graph import AnswerPipeline
 from apps.orchestration.src.answer_models import AnswerRequest
-from apps.text.analyzer import get_analyzer
 from tests.support.api import api_client
 from tests.support.corpus import corpus
-from tests.support.fake_gemini import Behaviour, FakeGemini
+from tests.support.fake_gemini import Behaviour
+from tests.support.pipeline import gemini_provider, pipeline
 
 ALL_OFF: dict[str, bool] = {}
 
@@ -24,25 +21,6 @@ ALL_OFF: dict[str, bool] = {}
 async def loaded(runtime):
     await runtime.ingestion.ingest(corpus())
     return runtime
-
-
-@pytest.fixture
-def gemini():
-    server = FakeGemini()
-    yield server
-    server.stop()
-
-
-def pipeline(runtime, provider=None, **settings) -> AnswerPipeline:
-    s = runtime.settings.model_copy(update=settings)
-    analyzer = get_analyzer(s.korean_analyzer)
-    return AnswerPipeline(runtime.bandit, provider or build_provider(s, analyzer, "extractive"), analyzer, s,
-                          runtime.flags)
-
-
-def gemini_provider(server: FakeGemini) -> GeminiProvider:
-    return GeminiProvider("test-key", "gemini-2.5-flash", base_url=server.url, backoff_s=0.01,
-                          input_cost_per_mtok=0.30, output_cost_per_mtok=2.50)
 
 
 async def test_graph_is_a_real_state_graph(loaded) -> None:

@@ -49,6 +49,20 @@ CORPUS = [
 ]
 
 
+# Landmarks and a king, each with a maker and a date, so a follow-up ("who designed it?") has something to
+# refer back to; the conversation and ask-page tests.
+LANDMARKS = [
+    SourceDocument(external_id="eiffel", title="Eiffel Tower", source_url="https://example.org/eiffel",
+                   text="The Eiffel Tower is a wrought-iron lattice tower in Paris. It was built between 1887 and "
+                        "1889 by the company of Gustave Eiffel, and it is 330 metres tall."),
+    SourceDocument(external_id="liberty", title="Statue of Liberty",
+                   text="The Statue of Liberty is a copper statue on Liberty Island in New York. It was built in "
+                        "France and dedicated in 1886; Frédéric Bartholdi designed it."),
+    SourceDocument(external_id="sejong", title="세종대왕",
+                   text="세종대왕은 조선의 제4대 왕이다. 세종대왕은 1443년에 훈민정음을 창제하였다."),
+]
+
+
 def corpus() -> list[SourceDocument]:
     """Fresh copies, so a test may mutate them."""
     return [SourceDocument(**{**vars(d), "metadata": dict(d.metadata)}) for d in CORPUS]

@@ -218,13 +218,6 @@ def test_trigger() -> None:
 
 # --- Gemini agents against the local server -----------------------------------------------------------
 
-@pytest.fixture
-def gemini():
-    server = FakeGemini()
-    yield server
-    server.stop()
-
-
 def gemini_provider(server: FakeGemini) -> GeminiProvider:
     return GeminiProvider("test-key", "gemini-2.5-flash", base_url=server.url, backoff_s=0.01,
                           input_cost_per_mtok=0.30, output_cost_per_mtok=2.50)
