@@ -10,7 +10,8 @@ with and without them.
   from its own top 10.
 
 Every mode starts from an empty bank of the corpus's collection (the bench's database is its own), and
-its selector is trained on that mode's bank alone.
+its selector is trained on that mode's bank alone. The selector explores as it does when served
+(CASES_EXPLORATION; `CASES_EXPLORATION=0` measures its greedy choices alone), from seeded draws.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import uuid
 from typing import Any
 
 import mmh3
+import numpy as np
 
 from apps.bench.beir import BeirDataset
 from apps.bench.metrics import Run, evaluate
@@ -88,6 +90,8 @@ async def bench_cases(history: BeirDataset, test: BeirDataset, history_ids: list
     # One batch update per mode, after its bank is complete: none in the background while it fills.
     settings = settings.model_copy(update={"cases_train_every": 0})
     async with build_runtime(settings) as runtime:
+        # The selector explores as served (CASES_EXPLORATION), with draws seeded so a run repeats.
+        runtime.cases.selector.rng = np.random.default_rng(seed)
         strategy = runtime.search.resolve(strategy).name
         ingest = await ingest_dataset(runtime, test)
         await runtime.warm_up()

@@ -1,8 +1,10 @@
-"""`dtrag cases import | list | show | train | prune | wipe | reembed | stats`: the case bank (SPEC-CASES-001)."""
+"""`dtrag cases import | list | show | train | prune | wipe | reembed | stats | ope`: the case bank
+(SPEC-CASES-001)."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,48 @@ def cases_stats(hours: float = typer.Option(24.0, min=0.01), as_json: bool = typ
         f"{s['cases']} cases ({', '.join(f'{k}: {v}' for k, v in s['by_collection'].items()) or 'none'}); selector "
         f"version {s['selector_version']}; last {s['window_hours']} h: {s['requests']} requests with case memory, "
         f"{s['changed']} changed by cases (hit rate {s['hit_rate'] if s['hit_rate'] is not None else '-'})"))
+
+
+@cases_app.command("ope")
+def cases_ope(
+    target: str = typer.Option("current", help="current: the newest selector version (or --version); rule: the "
+                                               "fixed rule everywhere"),
+    version: int | None = typer.Option(None, min=0, help="with --target current: this stored version"),
+    margin: float | None = typer.Option(None, min=0.0, max=1.0, help="the target's margin (default CASES_MARGIN)"),
+    collection: str | None = typer.Option(None, help="only the decisions on this collection's passages"),
+    since: datetime | None = typer.Option(None, help="only requests from this time (ISO 8601)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Off-policy value of a selector from the logged decisions: per passage a close case vouched for, the
+    reward of admitting it (+1 marked relevant, -1 irrelevant), IPS and SNIPS with 95 % intervals, against
+    what the logging selector earned."""
+    from apps.orchestration.src import case_ope
+
+    if target not in case_ope.TARGETS:
+        fail("--target must be current or rule", 2)
+    if target == "rule" and version is not None:
+        fail("--version goes with --target current", 2)
+
+    async def work(rt: Any) -> dict[str, Any]:
+        parameters = await case_ope.target_parameters(rt.cases.store, target, version)
+        when = since.astimezone() if since and since.tzinfo is None else since
+        report = await case_ope.evaluate_selector(rt.cases.store, parameters, rt.cases.selector.thresholds,
+                                                  margin=margin, collection=collection, since=when)
+        return {"target": target, **report}
+
+    try:
+        result = with_runtime(work)
+    except LookupError as exc:
+        fail(str(exc))
+    emit(result, as_json or not result.get("n"), _show_ope, indent=2)
+
+
+def _show_ope(r: dict[str, Any]) -> None:
+    console.print(f"target={r['target']} (version {r['version']}, margin {r['margin']}) on {r['n']} decisions in "
+                  f"{r['requests']} requests: effective sample size {r['ess']}, {r['explored']} explored, "
+                  f"agreement {r['agreement']}, {r['unsupported']} the logging selector could not have made; "
+                  f"logged mean reward {r['logged_mean_reward']}")
+    table = Table("estimator", "value", "95 % interval")
+    for name in ("ips", "snips"):
+        table.add_row(name.upper(), f"{r[name]['value']:.4f}", f"[{r[name]['ci95'][0]:.4f}, {r[name]['ci95'][1]:.4f}]")
+    console.print(table)

@@ -328,6 +328,12 @@ class Settings(BaseSettings):
     tool_calls_retention_days: float = Field(30, gt=0, le=3650, description="tool-call audit rows (they hold the "
                                                                             "calls' arguments) older are pruned")
 
+    # Case memory (issue 24): exploration, so the logged propensities let off-policy evaluation judge another
+    # selector (`dtrag cases ope`)
+    cases_exploration: float = Field(0.05, ge=0, le=1, description="with a learned selector, a passage it held back "
+                                                                   "moves up one place with probability this × its "
+                                                                   "probability of relevance (0: never)")
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, v: str) -> str:

@@ -527,7 +527,8 @@ class CaseDecision(Base):
     strategy: Mapped[str] = mapped_column(String(50))
     selector_version: Mapped[int | None] = mapped_column(BigInteger)
     served_chunk_ids: Mapped[list[int]] = mapped_column(Json)
-    # Per candidate passage: chunk_id, case_id, p (the selector's), base (the ranking's own), moved, features.
+    # Per candidate passage: chunk_id, case_id, p (the selector's), base (the ranking's own), moved, features;
+    # for one the selector decided on, mu (the chance it was admitted) and admitted.
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(Json)
     changed: Mapped[bool] = mapped_column(Boolean)  # the cases changed the ranking (else it was the plain one)
     latency_ms: Mapped[float] = mapped_column(Float)

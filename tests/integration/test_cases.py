@@ -2,18 +2,30 @@
 passage first and drops one marked irrelevant; no case reaches another collection or a viewer outside the
 access groups of what it judged; with no close case the ranking is exactly the one without cases; a
 deleted document leaves the cases; the selector's batch update is read by another runtime on the same
-database; judgements import from BEIR files; an admin can wipe a collection's cases."""
+database; judgements import from BEIR files; an admin can wipe a collection's cases (over the API too,
+audited); decisions log their propensities and off-policy evaluation weighs them with the feedback."""
 
 from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import func, select
 
+from apps.api.dashboard import views
+from apps.core.api_keys import Scope
 from apps.core.config import Settings
 from apps.core.models import Case, CaseChunk, CaseDecision
 from apps.core.visibility import EVERYTHING, Visibility
 from apps.ingestion.documents import SourceDocument
+from apps.orchestration.src import case_ope
 from apps.runtime import Runtime, build_runtime
+from apps.search.cases.features import BASE_FEATURES, FEATURES
+from apps.search.cases.model import CollectionModel, Logistic, SelectorParameters
 from apps.search.cases.types import CaseQuery
 from apps.search.types import SearchFilters
 from tests.support.api import Api, api_client
@@ -267,3 +279,83 @@ async def test_the_api_serves_cases_and_feedback_makes_them(api: Api) -> None:
     assert (learning["requests"], learning["changed"], learning["hit_rate"]) == (3, 2, 0.6667)
     metrics = (await api.client.get("/metrics", headers=api.headers())).text
     assert "dtrag_case_hits_total" in metrics and 'dtrag_case_lookups_total{outcome="changed"}' in metrics
+
+
+async def test_an_admin_wipes_a_collections_cases_over_the_api_audited(api: Api) -> None:
+    queries, qrels = _history()
+    made = (await api.runtime.cases.import_judgements("default", queries, qrels)).cases
+    assert made == len(queries)
+    path = "/api/v1/admin/collections/default/cases"
+    assert (await api.client.delete(path)).status_code == 401
+    for scope in ("read", "write"):
+        assert (await api.client.delete(path, headers=api.headers(scope))).status_code == 403
+    # An admin key bound to another collection may not touch this one's; an unknown collection is a 404.
+    _, bound = await api.runtime.keys.create(Scope.admin, name="bound-admin", collections=["other"])
+    assert (await api.client.delete(path, headers={"X-API-Key": bound})).status_code == 404
+    assert (await api.client.delete("/api/v1/admin/collections/nowhere/cases",
+                                    headers=api.headers())).status_code == 404
+    assert len(await api.runtime.cases.store.listing(limit=100)) == made  # nothing went yet
+
+    wiped = await api.client.delete(path, headers=api.headers())
+    assert wiped.status_code == 200, wiped.text
+    assert wiped.json()["wiped"] == made and wiped.json()["collection"] == "default"
+    assert await api.runtime.cases.store.listing(limit=100) == []
+    # The runbook path is the same handler: nothing is left to wipe.
+    again = await api.client.delete("/api/admin/collections/default/cases", headers=api.headers())
+    assert again.status_code == 200 and again.json()["wiped"] == 0
+    trail = (await api.client.get("/api/v1/admin/actions", headers=api.headers())).json()
+    wipes = [a for a in trail if a["action"] == "cases-wipe"]
+    assert [a["detail"] for a in wipes] == [{"collection": "default", "wiped": 0},
+                                            {"collection": "default", "wiped": made}]
+    assert wipes[1]["id"] == wiped.json()["action_id"] and wipes[1]["actor"].startswith("api-key:")
+
+
+async def test_decisions_log_propensities_that_off_policy_evaluation_weighs_with_feedback(
+        loaded: Runtime, settings: Settings) -> None:
+    first = await served(loaded, QUESTION, "o-1")
+    louvre = await chunk_of(loaded, first, "louvre")
+    await loaded.cases.from_feedback(None, "o-1", {"relevant_chunk_ids": [louvre]})
+    # Served before any of their feedback (so by the one case): the rule admits the passage for the
+    # near-duplicates, holds it back for a question that is only close, and never explores.
+    near = [await served(loaded, q, f"o-{i}") for i, q in ((2, AGAIN), (3, "Which company built the Eiffel Tower?"))]
+    held = await served(loaded, "Who built the Eiffel Tower?", "o-4")
+    unrated = await served(loaded, AGAIN, "o-5")
+    assert all(r.hits[0].chunk_id == louvre for r in [*near, unrated]) and held.hits[0].chunk_id != louvre
+    assert louvre in [h.chunk_id for h in held.hits]
+    await loaded.cases.leg.flush()
+    async with loaded.engine.connect() as conn:
+        logged = {r.request_id: [c for c in r.candidates if c["judgement"] > 0]
+                  for r in await conn.execute(select(CaseDecision.request_id, CaseDecision.candidates))}
+    assert [(c["mu"], c["admitted"]) for rid in ("o-2", "o-3", "o-4") for c in logged[rid]] == [
+        (1.0, True), (1.0, True), (0.0, False)]
+    assert 0 < logged["o-4"][0]["base"] < 1  # the plain ranking's probability at its place
+    # Users disagree with the cases twice; the held-back passage is marked relevant where the plain ranking
+    # showed it, which the cases did not do: no reward of theirs.
+    for rid in ("o-2", "o-3"):
+        await loaded.cases.from_feedback(None, rid, {"irrelevant_chunk_ids": [louvre]})
+    await loaded.cases.from_feedback(None, "o-4", {"relevant_chunk_ids": [louvre]})
+
+    store, thresholds = loaded.cases.store, loaded.cases.selector.thresholds
+    rule = await case_ope.evaluate_selector(store, await case_ope.target_parameters(store, "rule"), thresholds,
+                                            bootstrap=50)
+    assert (rule["requests"], rule["n"], rule["admitted"], rule["explored"]) == (3, 3, 2, 0)
+    assert rule["logged_mean_reward"] == round(-2 / 3, 4) and rule["ips"]["value"] == round(-2 / 3, 4)
+    assert (rule["agreement"], rule["unsupported"]) == (1.0, 0)
+    # A selector that admits every passage a close case vouches for: it would have admitted the held-back
+    # one too, which the log cannot price (the rule never tried it), and is said so.
+    eager = SelectorParameters(9, FEATURES, BASE_FEATURES, {"default": CollectionModel(
+        Logistic((0.0,) * len(FEATURES), 10.0), {"*": Logistic((0.0,) * len(BASE_FEATURES), -10.0)}, 1)})
+    assert eager.model_for("default", FEATURES, BASE_FEATURES) is not None
+    everything = await case_ope.evaluate_selector(store, eager, thresholds, bootstrap=50)
+    assert (everything["target_admits"], everything["unsupported"], everything["agreement"]) == (3, 1, 0.6667)
+    assert everything["ips"]["value"] == round(-2 / 3, 4) and everything["version"] == 9
+    assert (await case_ope.evaluate_selector(store, eager, thresholds, collection="other"))["n"] == 0
+    # The dashboard's learning view and `dtrag cases ope` show the newest selector's (here: the rule's).
+    learning = await views.learning(loaded, 5)
+    assert learning["cases"]["ope"]["n"] == 3 and learning["cases"]["ope"]["ips"] == rule["ips"]
+    cli = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "apps.cli.main", "cases", "ope", "--json"], capture_output=True,
+        text=True, timeout=300, check=False, env={**os.environ, "DATABASE_URL": settings.database_url})
+    assert cli.returncode == 0, cli.stderr
+    shown = json.loads(cli.stdout)
+    assert (shown["target"], shown["n"], shown["ips"]["value"]) == ("current", 3, round(-2 / 3, 4))

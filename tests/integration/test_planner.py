@@ -1,7 +1,7 @@
 """The query planner (meta_planner) through the real answer graph and POST /api/v1/search, on SQLite and
-PostgreSQL: per-part retrieval and citations, a part without evidence, single questions untouched, the
-stream's plan event, the model planner (a local server speaking the Gemini REST API) and its fallback,
-the plan node's timeout, and the flag's rollout semantics on search."""
+PostgreSQL: per-part retrieval and citations (each part with case memory when it is on), a part without
+evidence, single questions untouched, the stream's plan event, the model planner (a local server speaking
+the Gemini REST API) and its fallback, the plan node's timeout, and the flag's rollout semantics on search."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ import pytest
 
 from apps.core import metrics
 from apps.llm.extractive import NOT_FOUND
-from apps.llm.gemini import GeminiProvider
-from apps.orchestration.src.answer_graph import AnswerPipeline
 from apps.orchestration.src.answer_models import AnswerRequest
+from apps.orchestration.src.planner.planner import QueryPlanner
+from apps.orchestration.src.planner.search import plan_and_search
+from apps.search.cases.types import CaseQuery
 from apps.text.analyzer import get_analyzer
 from tests.support.api import api_client
 from tests.support.corpus import corpus
-from tests.support.fake_gemini import Behaviour, FakeGemini
+from tests.support.fake_gemini import Behaviour
+from tests.support.pipeline import gemini_provider, pipeline
 
 ON = {"meta_planner": True}
 TWO = "What does vitamin D deficiency cause and what is PostgreSQL?"
@@ -32,27 +34,6 @@ TWO_PARTS = ["What does vitamin D deficiency cause?", "What is PostgreSQL?"]
 async def loaded(runtime):
     await runtime.ingestion.ingest(corpus())
     return runtime
-
-
-@pytest.fixture
-def gemini():
-    server = FakeGemini()
-    yield server
-    server.stop()
-
-
-def pipeline(runtime, provider=None, **settings) -> AnswerPipeline:
-    s = runtime.settings.model_copy(update=settings)
-    analyzer = get_analyzer(s.korean_analyzer)
-    if provider is None:
-        from apps.llm.factory import build_provider
-
-        provider = build_provider(s, analyzer, "extractive")
-    return AnswerPipeline(runtime.bandit, provider, analyzer, s, runtime.flags)
-
-
-def gemini_provider(server: FakeGemini) -> GeminiProvider:
-    return GeminiProvider("test-key", "gemini-2.5-flash", base_url=server.url, backoff_s=0.01)
 
 
 def _is_plan_prompt(prompt: str) -> bool:
@@ -123,6 +104,40 @@ async def test_the_bandit_chooses_for_each_part(loaded) -> None:
     first, second = [await loaded.bandit.decisions.get(i) for i in ("plan-bandit-1", "plan-bandit-1.p1")]
     assert first is not None and second is not None
     assert (first.action, second.action) == tuple(p.strategy for p in result.plan.parts)
+
+
+async def test_each_part_of_a_split_question_uses_case_memory(loaded) -> None:
+    # Someone asked "What is PostgreSQL?" before and said the machine-learning passage answered it.
+    first = await loaded.search.search(TWO_PARTS[1], top_k=6, cases=CaseQuery("pc-1", "search"))
+    ml = next(h.chunk_id for h in first.hits if h.title == "Machine learning")
+    [case_id] = await loaded.cases.from_feedback(None, "pc-1", {"relevant_chunk_ids": [ml]})
+    planner = QueryPlanner(get_analyzer(loaded.settings.korean_analyzer), loaded.settings.planner_max_parts)
+
+    async def split(request_id: str, cases: bool):
+        return await plan_and_search(planner, loaded.bandit, TWO, 4, None, request_id=request_id, timeout_s=5,
+                                     cases=cases)
+
+    plain = await split("pc-2", cases=False)
+    assert [p.text for p in plain.plan.parts] == TWO_PARTS and plain.result.cases is None
+    assert [h.title for h in plain.result.hits[:2]] == ["Vitamin D", "Relational databases"]
+    # With case memory each part is searched with it: the second part, a near-duplicate of the past question,
+    # takes the passage its asker rewarded as its first (and the merged context's second) place.
+    found = await split("pc-3", cases=True)
+    assert [p.text for p in found.plan.parts] == TWO_PARTS
+    assert found.result.cases == {"selector_version": 0, "rule": True, "case_ids": [case_id], "changed": True}
+    assert [h.title for h in found.result.hits[:2]] == ["Vitamin D", "Machine learning"]
+    assert found.result.hits[1].case_ids == [case_id] and found.result.hits[0].case_ids == []
+    await loaded.cases.leg.flush()
+    logged = [await loaded.cases.store.decision(i) for i in ("pc-3", "pc-3.p1")]
+    assert [d.query for d in logged] == TWO_PARTS and [d.changed for d in logged] == [False, True]
+    # So is each part of an answer.
+    answered = await pipeline(loaded).execute(AnswerRequest(TWO, flags={**ON, "neural_case_selector": True},
+                                                            request_id="pc-4"))
+    assert answered.plan is not None and len(answered.plan.parts) == 2
+    assert answered.cases is not None and answered.cases.changed and answered.cases.case_ids == [case_id]
+    assert all(s.case_ids is not None for s in answered.sources)
+    await loaded.cases.leg.flush()
+    assert (await loaded.cases.store.decision("pc-4.p1")).query == TWO_PARTS[1]
 
 
 async def test_a_model_plans_when_configured(loaded, gemini) -> None:

@@ -144,3 +144,58 @@ def test_features_leave_a_past_questions_own_judgements_out() -> None:
     assert row["times_relevant"] == 0.0  # the neighbour's own mark and the replayed question's are left out
     assert row["rank"] == 0.5 and row["case_rank"] == 0.5 and row["same_top"] == 1.0 and row["is_top"] == 0.0
     assert base_features(ranking(1, 2, 3))[:, 0].tolist() == [1.0, 0.5, pytest.approx(1 / 3)]
+
+
+class Draws:
+    """An rng whose draws are given (and which fails when asked for more than it was given)."""
+
+    def __init__(self, *draws: float) -> None:
+        self.draws = list(draws)
+
+    def random(self) -> float:
+        return self.draws.pop(0)
+
+
+def test_exploration_draws_some_decisions_with_the_selectors_probability_and_logs_the_propensity() -> None:
+    base = Logistic((6.0, 0.0, 0.0, 0.0), -3.0)  # p(rank 1) = 0.95, 2: 0.5, 3: 0.27, 4: 0.18, 5: 0.14
+    weights = [0.0] * len(FEATURES)
+    weights[0] = 1.0
+    model = SelectorParameters(1, FEATURES, BASE_FEATURES, {"c": CollectionModel(Logistic(tuple(weights), 0.0),
+                                                                                 {"*": base}, 100)})
+
+    def with_p(chunk_id: int, p: float) -> Candidate:
+        features = np.zeros(len(FEATURES))
+        features[0] = np.log(p / (1 - p))
+        return Candidate(chunk_id, 1, "c", 1.0, 0.9, 0.5, 0.5, features)
+
+    plain = ranking(1, 2, 3, 4, 5)
+    # Each decision is a draw with probability 0.2: the first number says whether, the second admits under p.
+    s = Selector(Versions(), Thresholds(0.95, 0.8, margin=0.05), refresh_s=60, exploration=0.2,  # type: ignore[arg-type]
+                 rng=Draws(0.1, 0.05))  # type: ignore[arg-type]
+    s.parameters = model
+    # Held back (0.1 - 0.05 is under rank 4's 0.18), drawn, admitted: one place up.
+    explored = s.decide(plain, [with_p(4, 0.1)], "bm25")
+    assert explored.order == [1, 2, 4, 3, 5] and list(explored.hits) == [4] and explored.hits[4].case_ids == [1]
+    assert explored.propensities == {4: pytest.approx(0.2 * 0.1)} and explored.base[4] == pytest.approx(sigmoid(-1.5))
+    # Not drawn: the greedy ranking, the propensity logged all the same.
+    s.rng = Draws(0.5)  # type: ignore[assignment]
+    kept = s.decide(plain, [with_p(4, 0.1)], "bm25")
+    assert kept.order == plain.order and kept.hits == {} and kept.propensities == {4: pytest.approx(0.02)}
+    # One the selector admits: kept unless a draw says otherwise.
+    s.rng = Draws(0.5)  # type: ignore[assignment]
+    admitted = s.decide(plain, [with_p(4, 0.9)], "bm25")
+    assert admitted.order == [1, 4, 2, 3, 5] and admitted.propensities == {4: pytest.approx(0.8 + 0.2 * 0.9)}
+    s.rng = Draws(0.1, 0.95)  # type: ignore[assignment]
+    assert s.decide(plain, [with_p(4, 0.9)], "bm25").order == plain.order
+    # The top has nowhere to go: no draw (Draws() has none to give); a passage the plain ranking lacks explores
+    # in just above its last.
+    s.rng = Draws()  # type: ignore[assignment]
+    assert s.decide(plain, [with_p(1, 0.5)], "bm25").propensities == {1: 0.0}
+    s.rng = Draws(0.0, 0.0)  # type: ignore[assignment]
+    absent = s.decide(plain, [with_p(9, 0.04)], "bm25")
+    assert absent.order == [1, 2, 3, 4, 9, 5] and absent.propensities == {9: pytest.approx(0.2 * 0.04)}
+    # The rule never explores: a passage it holds back has propensity 0 and stays.
+    s.parameters = SelectorParameters()
+    s.rng = Draws()  # type: ignore[assignment]
+    ruled = s.decide(plain, [with_p(4, 0.9)], "bm25")
+    assert ruled.rule and ruled.order == plain.order and ruled.propensities == {4: 0.0}

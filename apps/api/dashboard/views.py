@@ -10,6 +10,7 @@ from cachetools import TTLCache
 
 from apps import __version__
 from apps.core.visibility import ALL, Visibility
+from apps.orchestration.src import case_ope
 from apps.orchestration.src.bandit import ope
 from apps.rollout.canary import ACTOR, ANALYSED_ROUTES
 from apps.runtime import Runtime
@@ -66,7 +67,8 @@ async def learning(runtime: Runtime, decisions: int) -> dict[str, Any]:
         "decisions": await bandit.decisions.recent(decisions),
         "ope": await _ope(runtime),
         "feedback": await runtime.feedback.summary(),  # volume, and the share of answers rated (24 h)
-        "cases": await runtime.cases.summary(),  # case-bank size, selector version, hit rate (24 h)
+        # case-bank size, selector version, hit rate (24 h), off-policy estimate of the newest selector
+        "cases": {**await runtime.cases.summary(), "ope": await _case_ope(runtime)},
     }
 
 
@@ -79,6 +81,18 @@ async def _ope(runtime: Runtime) -> dict[str, Any]:
     if key not in _OPE_CACHE:
         _OPE_CACHE[key] = await ope.evaluate_log(runtime.bandit.decisions, runtime.bandit.learner, "greedy")
     return _OPE_CACHE[key]
+
+
+_CASE_OPE_CACHE: TTLCache[tuple[str, int], dict[str, Any]] = TTLCache(maxsize=16, ttl=30)
+
+
+async def _case_ope(runtime: Runtime) -> dict[str, Any]:
+    store = runtime.cases.store
+    key = (runtime.settings.database_url, await store.latest_version())
+    if key not in _CASE_OPE_CACHE:
+        parameters = await case_ope.target_parameters(store, version=key[1] or None)
+        _CASE_OPE_CACHE[key] = await case_ope.evaluate_selector(store, parameters, runtime.cases.selector.thresholds)
+    return _CASE_OPE_CACHE[key]
 
 
 async def llm(runtime: Runtime, minutes: float) -> dict[str, Any]:

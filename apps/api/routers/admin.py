@@ -1,18 +1,20 @@
-"""Admin: API keys, request metrics shared by all workers, search cache, and the operator calls of the
-durable-worker rollback runbook (cleanup and graceful restart on every worker), audited."""
+"""Admin: API keys, request metrics shared by all workers, search cache, the operator calls of the
+durable-worker rollback runbook (cleanup and graceful restart on every worker), and wiping a collection's
+case memory, audited."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict
 
 from apps.api import supervisor
-from apps.api.deps import AdminKey, RuntimeDep
+from apps.api.deps import AdminKey, RuntimeDep, VisibilityDep
 from apps.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut
 from apps.core.api_keys import KeyInfo, Scope
+from apps.search.cases.memory import UnknownCollectionError
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 cache_router = APIRouter(tags=["admin"])
@@ -122,3 +124,19 @@ async def graceful_restart(runtime: RuntimeDep, key: AdminKey) -> dict[str, Any]
 async def actions(runtime: RuntimeDep, _: AdminKey,
                   limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
     return await runtime.admin.history(limit)
+
+
+@router.delete("/collections/{collection}/cases",
+               summary="Delete every case of a collection, as `dtrag cases wipe` does (admin, audited)")
+@runbook_router.delete("/collections/{collection}/cases")
+async def wipe_cases(collection: Annotated[str, Path(min_length=1, max_length=64)], runtime: RuntimeDep,
+                     key: AdminKey, visibility: VisibilityDep) -> dict[str, Any]:
+    # An admin key bound to collections wipes only those (another looks like one that does not exist).
+    if not visibility.may_use(collection):
+        raise HTTPException(404, f"no collection named {collection!r}")
+    try:
+        wiped = await runtime.cases.wipe(collection)
+    except UnknownCollectionError:
+        raise HTTPException(404, f"no collection named {collection!r}") from None
+    action = await runtime.admin.record(f"api-key:{key.id}", "cases-wipe", {"collection": collection, "wiped": wiped})
+    return {"collection": collection, "wiped": wiped, "action_id": action}

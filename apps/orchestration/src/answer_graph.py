@@ -241,7 +241,8 @@ class AnswerPipeline:
         planned = await retrieve_parts(
             self.bandit, plan, request.top_k, request.filters, request_id=request.request_id, endpoint="answer",
             strategy=request.strategy, use_bandit=flags.get("soft_q_bandit", False),
-            replay=flags.get("experience_replay", False), variant=request.variant)
+            replay=flags.get("experience_replay", False), variant=request.variant,
+            cases=flags.get("neural_case_selector", False))
         # A chunk is a part's evidence by that part's own ranks (a chunk one part found by its words may
         # be another part's dense-only filler).
         kept = [{e.chunk_id for e in self._evidence(p.result.hits)} if p.result else set() for p in planned.parts]
@@ -249,7 +250,8 @@ class AnswerPipeline:
         update: dict[str, Any] = {
             "evidence": evidence, "strategy": planned.result.strategy, "decision": planned.parts[0].decision,
             "decisions": [p.decision for p in planned.parts], "legs_agree": True,
-            "plan": with_plan(plan, planned, kept)}
+            "plan": with_plan(plan, planned, kept), "cases": planned.result.cases,
+            "case_ids": {h.chunk_id: h.case_ids for h in planned.hits}}
         if planned.result.degraded:
             update["degraded"] = [*state.get("degraded", []),
                                   *({"node": "retrieve", "reason": r} for r in planned.result.degraded_reasons)]

@@ -22,7 +22,7 @@ def build_case_leg(engine: AsyncEngine, embedder: EmbeddingProvider, analyzer: A
     bank = CaseBank(store, embedder, analyzer, settings.max_query_terms, settings.cases_refresh_s)
     selector = Selector(store, Thresholds(settings.cases_duplicate_cosine, settings.cases_duplicate_lexical,
                                          settings.cases_margin),
-                        settings.cases_refresh_s)
+                        settings.cases_refresh_s, exploration=settings.cases_exploration)
     return CaseLeg(store, bank, selector, neighbours=settings.cases_neighbours, min_cosine=settings.cases_min_cosine,
                    min_lexical=settings.cases_min_lexical)
 

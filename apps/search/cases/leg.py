@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,9 @@ from apps.core.models import utcnow
 from apps.core.periodic import Periodic
 from apps.core.visibility import Visibility
 from apps.search.cases.bank import CaseBank
+from apps.search.cases.features import Candidate
 from apps.search.cases.features import candidates as make_candidates
-from apps.search.cases.selector import Selector
+from apps.search.cases.selector import Decision, Selector
 from apps.search.cases.store import CaseStore
 from apps.search.cases.types import CaseQuery, CaseSelection, Neighbour, Ranking
 from apps.search.types import Hit, SearchFilters
@@ -37,6 +39,25 @@ log = logging.getLogger(__name__)
 def _describe(row: dict[str, object]) -> dict[str, object]:
     request_id = str(row.get("request_id", ""))
     return {"request_id": request_id[:100], "request_id_length": len(request_id)}
+
+
+def log_rows(found: list[Candidate], decision: Decision, ranking: Ranking) -> list[dict[str, Any]]:
+    """What the decision log keeps of each candidate. A passage a case judged relevant is one of the
+    selector's decisions: `base` the plain ranking's probability at its place, `mu` the chance it was
+    admitted, `admitted` whether it was (what off-policy evaluation reads; the features, what the batch
+    update learns from)."""
+    now_at = {cid: i + 1 for i, cid in enumerate(decision.order)}
+
+    def moved(chunk_id: int) -> int:
+        """+1 moved up (or in), -1 dropped, 0 where the plain ranking had it."""
+        before, after = ranking.rank(chunk_id) or len(now_at) + 1, now_at.get(chunk_id, len(now_at) + 1)
+        return (after < before) - (after > before)
+
+    return [{"chunk_id": c.chunk_id, "case_id": c.case_id, "collection": c.collection, "judgement": c.judgement,
+             "p": p, "moved": moved(c.chunk_id), "base": decision.base.get(c.chunk_id),
+             "mu": decision.propensities.get(c.chunk_id), "admitted": c.chunk_id in decision.hits,
+             "features": [round(float(x), 6) for x in c.features]}
+            for c, p in zip(found, decision.probabilities, strict=True)]
 
 
 class CaseLeg:
@@ -102,21 +123,10 @@ class CaseLeg:
         scores = ranking.scores
         ranked = [(cid, scores[i] if i < len(scores) else (scores[-1] if scores else 0.0))
                   for i, cid in enumerate(decision.order)]
-        now_at = {cid: i + 1 for i, cid in enumerate(decision.order)}
-
-        def moved(chunk_id: int) -> int:
-            """+1 moved up (or in), -1 dropped, 0 where the plain ranking had it."""
-            before, after = ranking.rank(chunk_id) or len(now_at) + 1, now_at.get(chunk_id, len(now_at) + 1)
-            return (after < before) - (after > before)
-
-        log_rows = [{"chunk_id": c.chunk_id, "case_id": c.case_id, "collection": c.collection,
-                     "judgement": c.judgement, "p": p, "moved": moved(c.chunk_id),
-                     "features": [round(float(x), 6) for x in c.features]}
-                    for c, p in zip(found, decision.probabilities, strict=True)]
         metrics.CASE_LOOKUPS.labels(outcome="changed" if changed else "unchanged").inc()
         return CaseSelection(ranked=ranked, hits=decision.hits, dropped=decision.dropped,
                              case_ids=sorted({n.case.id for n in usable}), selector_version=self.selector.version,
-                             rule=decision.rule, candidates=log_rows, changed=changed,
+                             rule=decision.rule, candidates=log_rows(found, decision, ranking), changed=changed,
                              elapsed_ms=round((time.perf_counter() - start) * 1000, 3))
 
     def record(self, query: CaseQuery, text: str, strategy: str, visibility: Visibility, hits: list[Hit],

@@ -24,7 +24,7 @@ from apps.search.cases.bank import CaseBank
 from apps.search.cases.leg import CaseLeg
 from apps.search.cases.model import SelectorParameters
 from apps.search.cases.selector import Selector
-from apps.search.cases.store import CaseStore, CaseWrite
+from apps.search.cases.store import CaseStore, CaseWrite, feedback_ref
 from apps.search.cases.training import TrainingLimits, batch_update
 from apps.search.cases.types import Passage, Ranking
 from apps.search.embeddings.base import EmbeddingProvider
@@ -121,7 +121,7 @@ class CaseMemory:
             by_collection.setdefault(collection_id, []).append(Passage(chunk_id, judgement, rank))
         vector = await self.embedder.embed_query(decision.query)
         ids = await self.store.write([
-            CaseWrite(collection_id, f"feedback:{key_id}:{request_id}", "feedback", key_id, decision.query,
+            CaseWrite(collection_id, feedback_ref(key_id, request_id), "feedback", key_id, decision.query,
                       detect_language(decision.query), decision.strategy, self.embedder.name, vector, reward,
                       tuple(passages)) for collection_id, passages in sorted(by_collection.items())])
         await self.store.mark_rewarded(request_id)

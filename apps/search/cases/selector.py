@@ -12,6 +12,16 @@ question (cosine and both lexical shares over CASES_DUPLICATE_*) moves its relev
 A passage a near-duplicate question judged irrelevant (and no case at least as close judged relevant)
 drops to the end, under either.
 
+That decision is deterministic, so on its own the decision log could only say what the selector did, never
+what another would have earned. So, with a model, each passage's decision is with probability ε =
+CASES_EXPLORATION replaced by a draw that admits it with the selector's probability p: a passage it held
+back (a close case judged it relevant, but p less the margin is not above its place's) is then admitted
+and moves up one place (just above the passage before it), and one it admitted may stay where it was. The
+propensity (1 - ε)·[the selector admits] + ε·p is logged with the decision, so both choices have support
+wherever 0 < p < 1 and off-policy evaluation can weigh another selector's (`dtrag cases ope`). The top
+passage has nowhere to move and the rule never explores (it decides before there is any evidence); with
+no close case nothing is drawn: the ranking stays exactly the plain one.
+
 Every worker reads the newest version from the database (checked at most every CASES_REFRESH_S).
 """
 
@@ -19,12 +29,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from apps.search.cases.features import BASE_FEATURES, FEATURES, Candidate, base_features
-from apps.search.cases.model import CollectionModel, SelectorParameters
+from apps.search.cases.model import Logistic, SelectorParameters
 from apps.search.cases.store import CaseStore
 from apps.search.cases.types import CaseHit, Ranking
 
@@ -35,21 +45,45 @@ class Thresholds:
     duplicate_lexical: float
     margin: float = 0.0  # the selector's probability must beat a position's by this much (model only)
 
+    def duplicate(self, cosine: float, lexical_query: float, lexical_case: float) -> bool:
+        """A near-duplicate past question: what the rule trusts."""
+        return (cosine >= self.duplicate_cosine and lexical_query >= self.duplicate_lexical
+                and lexical_case >= self.duplicate_lexical)
+
+    def admits(self, p: float, here: float, rule: bool) -> bool:
+        """A passage moves up when its probability (less the margin, for a model) beats its place's `here`."""
+        return p - (0.0 if rule else self.margin) > here
+
+
+def fitted(parameters: SelectorParameters, collection: str, strategy: str) -> tuple[Logistic, Logistic] | None:
+    """The collection's selector and the plain ranking's position model for the strategy; None: the rule
+    decides (no model fitted on these features for the collection yet)."""
+    model = parameters.model_for(collection, FEATURES, BASE_FEATURES)
+    base = model.base_for(strategy) if model is not None else None
+    return (model.selector, base) if model is not None and model.selector is not None and base is not None else None
+
 
 @dataclass
 class Decision:
     order: list[int]  # the new ranking, best first
-    hits: dict[int, CaseHit]  # chunks moved up (or in)
+    hits: dict[int, CaseHit]  # chunks moved up (or in): admitted
     dropped: list[int]
     probabilities: list[float]  # per candidate
     rule: bool
+    # Per passage a close case judged relevant (the selector's decisions): the plain ranking's probability at
+    # its place (0: not in it), and the chance it was admitted (the logged propensity).
+    base: dict[int, float] = field(default_factory=dict)
+    propensities: dict[int, float] = field(default_factory=dict)
 
 
 class Selector:
-    def __init__(self, store: CaseStore, thresholds: Thresholds, refresh_s: float) -> None:
+    def __init__(self, store: CaseStore, thresholds: Thresholds, refresh_s: float, exploration: float = 0.0,
+                 rng: np.random.Generator | None = None) -> None:
         self.store = store
         self.thresholds = thresholds
         self.refresh_s = refresh_s
+        self.exploration = exploration
+        self.rng = rng if rng is not None else np.random.default_rng()
         self.parameters = SelectorParameters()
         self._checked = -math.inf
 
@@ -66,26 +100,19 @@ class Selector:
             self.parameters = SelectorParameters.from_json(latest, data) if data is not None else SelectorParameters()
         self._checked = time.monotonic()
 
-    def model(self, collection: str) -> CollectionModel | None:
-        return self.parameters.model_for(collection, FEATURES, BASE_FEATURES)
-
     def duplicate(self, c: Candidate) -> bool:
-        t = self.thresholds
-        return (c.cosine >= t.duplicate_cosine and c.lexical_query >= t.duplicate_lexical
-                and c.lexical_case >= t.duplicate_lexical)
+        return self.thresholds.duplicate(c.cosine, c.lexical_query, c.lexical_case)
 
     def decide(self, ranking: Ranking, candidates: list[Candidate], strategy: str) -> Decision:
         n = len(ranking.order)
         # The collection of the closest case speaks for the query (a search over several collections
         # is ranked by the model of the one its nearest past question comes from).
         collection = max(candidates, key=lambda c: c.cosine).collection
-        model = self.model(collection)
-        base = model.base_for(strategy) if model is not None else None
-        rule = model is None or model.selector is None or base is None
-        probabilities = np.zeros(len(candidates))
-        if not rule:
-            assert model is not None and model.selector is not None and base is not None
-            probabilities = model.selector.probability(np.stack([c.features for c in candidates]))
+        models = fitted(self.parameters, collection, strategy)
+        rule = models is None
+        if models is not None:
+            selector, base = models
+            probabilities = selector.probability(np.stack([c.features for c in candidates]))
             prior = np.minimum.accumulate(base.probability(base_features(ranking))) if n else np.zeros(0)
         else:
             probabilities = np.array([1.0 if c.judgement > 0 and self.duplicate(c) else 0.0 for c in candidates])
@@ -100,12 +127,24 @@ class Selector:
             p_best, cases, cosine = best.get(c.chunk_id, (0.0, [], 0.0))
             best[c.chunk_id] = (max(p_best, float(p)), [*cases, c.case_id], max(cosine, c.cosine))
         hits: dict[int, CaseHit] = {}
-        margin = 0.0 if rule else self.thresholds.margin
+        margin, explore = (0.0, 0.0) if rule else (self.thresholds.margin, self.exploration)
+        at_place: dict[int, float] = {}
+        propensities: dict[int, float] = {}
         for cid, (p, cases, _) in best.items():
-            if p - margin > probability.get(cid, 0.0):
-                probability[cid] = p - margin
-                position.setdefault(cid, n + len(hits))
-                hits[cid] = CaseHit(cid, round(p, 6), sorted(set(cases)))
+            place = position.get(cid, n)  # n: not in the plain ranking, after its last passage
+            here = at_place[cid] = probability.get(cid, 0.0)
+            greedy = self.thresholds.admits(p, here, rule)
+            explores = explore > 0 and place > 0
+            propensities[cid] = (1 - explore) * greedy + explore * p if explores else float(greedy)
+            admit = greedy
+            if explores and self.rng.random() < explore:  # this decision is a draw
+                admit = bool(self.rng.random() < p)
+            if not admit:
+                continue
+            # A held-back passage explored in: just above the passage before it (and those tied with it).
+            probability[cid] = p - margin if greedy else float(prior[place - 1]) + 1e-9
+            position.setdefault(cid, n + len(hits))
+            hits[cid] = CaseHit(cid, round(p, 6), sorted(set(cases)))
         # A near-duplicate question's "irrelevant", unless a case at least as close said relevant.
         dropped = sorted({c.chunk_id for c in candidates
                           if c.judgement < 0 and self.duplicate(c) and c.chunk_id in position
@@ -114,4 +153,4 @@ class Selector:
         order = sorted(kept, key=lambda cid: (-probability[cid], position[cid])) + dropped
         for rank, hit in enumerate(sorted(hits.values(), key=lambda h: (-h.probability, position[h.chunk_id])), 1):
             hit.rank = rank
-        return Decision(order, hits, dropped, [round(float(p), 6) for p in probabilities], rule)
+        return Decision(order, hits, dropped, [round(float(p), 6) for p in probabilities], rule, at_place, propensities)

@@ -52,6 +52,11 @@ class CaseWrite:
     passages: tuple[Passage, ...]
 
 
+def feedback_ref(key_id: str | None, request_id: str) -> str:
+    """The ref of the cases one request's feedback makes (one per collection)."""
+    return f"feedback:{key_id}:{request_id}"
+
+
 def _aware(moment: datetime) -> datetime:
     """SQLite hands timestamps back without their zone; they were written in UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -287,20 +292,27 @@ class CaseStore:
             await conn.execute(update(CaseDecision).where(CaseDecision.request_id == request_id)
                                .values(rewarded_at=utcnow()))
 
-    async def rewarded_decisions(self, limit: int) -> list[Any]:
-        """The newest decisions feedback joined, with candidates the selector scored: logged outcomes."""
+    async def rewarded_decisions(self, limit: int, since: datetime | None = None) -> list[Any]:
+        """The newest decisions feedback joined (since `since`), with candidates the selector scored: logged
+        outcomes."""
         d = CaseDecision
+        query = (select(d.request_id, d.key_id, d.strategy, d.candidates, d.selector_version, d.created_at)
+                 .where(d.rewarded_at.is_not(None)).order_by(d.created_at.desc()).limit(limit))
+        if since is not None:
+            query = query.where(d.created_at >= since)
         async with self.engine.connect() as conn:
-            return list((await conn.execute(
-                select(d.request_id, d.key_id, d.candidates, d.selector_version, d.created_at)
-                .where(d.rewarded_at.is_not(None)).order_by(d.created_at.desc()).limit(limit))).all())
+            return list((await conn.execute(query)).all())
 
-    async def judgements(self, ref: str) -> dict[int, float]:
-        """The passages judged in the cases made from one request's feedback."""
+    async def judgements_of(self, refs: Sequence[str]) -> dict[str, dict[int, float]]:
+        """Per case ref, the passages judged in its cases (a request's feedback makes one per collection)."""
+        out: dict[str, dict[int, float]] = {}
         async with self.engine.connect() as conn:
-            rows = await conn.execute(select(CaseChunk.chunk_id, CaseChunk.judgement)
-                                      .join(Case, Case.id == CaseChunk.case_id).where(Case.ref == ref))
-            return {r.chunk_id: float(r.judgement) for r in rows}
+            for page in _pages(list(refs)):
+                rows = await conn.execute(select(Case.ref, CaseChunk.chunk_id, CaseChunk.judgement)
+                                          .join(Case, Case.id == CaseChunk.case_id).where(Case.ref.in_(page)))
+                for r in rows:
+                    out.setdefault(r.ref, {})[r.chunk_id] = float(r.judgement)
+        return out
 
     async def decision_counts(self, since: datetime) -> dict[str, int]:
         """Requests served with case memory on since `since`, and how many of them cases changed."""

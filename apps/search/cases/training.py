@@ -22,7 +22,7 @@ from apps.core.models import utcnow
 from apps.search.cases.bank import CaseBank, CollectionIndex
 from apps.search.cases.features import BASE_FEATURES, FEATURES, base_features, candidates
 from apps.search.cases.model import CollectionModel, Logistic, SelectorParameters
-from apps.search.cases.store import CaseStore
+from apps.search.cases.store import CaseStore, feedback_ref
 from apps.search.cases.types import Neighbour, Ranking
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,10 @@ async def _collection_examples(index: CollectionIndex, bank: CaseBank, rank: Ran
 async def _logged_examples(store: CaseStore, limits: TrainingLimits) -> dict[str, Examples]:
     """Candidates of rewarded decisions (scored with these features), labelled by the feedback's case."""
     out: dict[str, Examples] = {}
-    for row in await store.rewarded_decisions(limits.logged_decisions):
-        judgements = await store.judgements(f"feedback:{row.key_id}:{row.request_id}")
+    rows = await store.rewarded_decisions(limits.logged_decisions)
+    marks = await store.judgements_of([feedback_ref(row.key_id, row.request_id) for row in rows])
+    for row in rows:
+        judgements = marks.get(feedback_ref(row.key_id, row.request_id), {})
         if not any(v > 0 for v in judgements.values()):
             continue
         for c in row.candidates or ():

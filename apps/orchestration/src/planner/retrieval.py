@@ -4,7 +4,9 @@ that part, or the default), then one context in which every part keeps its share
 Merging: each of n parts first gets `top_k // n` places for its best hits (a hit two parts found counts
 for both), taken in turns by rank; the places left go to the rest of all parts' hits by reciprocal
 rank fusion. A part's bandit decision is logged under its own id: the request id for the first part
-(feedback on the request reaches it) and `<request id>.p<i>` for the others.
+(feedback on the request reaches it) and `<request id>.p<i>` for the others; so is its case-memory
+decision, when the `neural_case_selector` flag is on (each part is its own question: past questions close
+to it move its passages, and its hits carry their `case_ids`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from apps.orchestration.src.bandit.decision_log import Decision
 from apps.orchestration.src.bandit.service import StrategyBandit
@@ -87,15 +90,28 @@ def merge(rankings: list[list[Hit]], top_k: int, k: int = RRF_K) -> list[tuple[H
     return [(best[cid][1], tuple(owners[cid])) for cid in [*chosen, *rest]]
 
 
+def merged_cases(results: list[SearchResult]) -> dict[str, Any] | None:
+    """What case memory did over the parts (None: it was off): every close case any part considered, and
+    whether cases changed any part's ranking."""
+    used = [r.cases for r in results if r.cases is not None]
+    if not used:
+        return None
+    versions = [c["selector_version"] for c in used if c["selector_version"] is not None]
+    rules = [c["rule"] for c in used if c["rule"] is not None]
+    return {"selector_version": max(versions) if versions else None, "rule": any(rules) if rules else None,
+            "case_ids": sorted({i for c in used for i in c["case_ids"]}), "changed": any(c["changed"] for c in used)}
+
+
 async def retrieve_parts(bandit: StrategyBandit, plan: Plan, top_k: int, filters: SearchFilters | None, *,
                          request_id: str, endpoint: str, strategy: str | None = None, use_bandit: bool = False,
-                         replay: bool = False, variant: str = "legacy") -> PlannedRetrieval:
+                         replay: bool = False, variant: str = "legacy", cases: bool = False) -> PlannedRetrieval:
     """Search every part at once (each for the whole `top_k`, so a part can fill places the others leave)
-    and merge. A failing part is reported and the others served; all failing raises SearchUnavailableError."""
+    and merge. A failing part is reported and the others served; all failing raises SearchUnavailableError.
+    `cases`: each part with case memory."""
     start = time.perf_counter()
     outcomes = await asyncio.gather(*(
         bandit.retrieve(part.query, top_k, filters, request_id=part_request_id(request_id, i), endpoint=endpoint,
-                        strategy=strategy, use_bandit=use_bandit, replay=replay, variant=variant)
+                        strategy=strategy, use_bandit=use_bandit, replay=replay, variant=variant, cases=cases)
         for i, part in enumerate(plan.parts)), return_exceptions=True)
     parts: list[PartRetrieval] = []
     for outcome in outcomes:
@@ -120,7 +136,7 @@ async def retrieve_parts(bandit: StrategyBandit, plan: Plan, top_k: int, filters
         latency_ms=round((time.perf_counter() - start) * 1000, 3),
         total_candidates=sum(r.total_candidates for r in results),
         degraded=bool(reasons), degraded_reasons=reasons, timings_ms=timings,
-        cached=all(r.cached for r in results),
+        cached=all(r.cached for r in results), cases=merged_cases(results),
     )
     return PlannedRetrieval([hit for hit, _ in merged], [owners for _, owners in merged], parts, result)
 

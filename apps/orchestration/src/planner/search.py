@@ -48,7 +48,7 @@ async def plan_and_search(planner: QueryPlanner | None, bandit: StrategyBandit, 
                           strategy: str | None = None, use_bandit: bool = False, replay: bool = False,
                           variant: str = "legacy", cases: bool = False) -> PlannedSearch:
     """`planner=None`: the plain search. Planning that runs out of time searches the query whole and says so.
-    `cases`: case memory for a query searched whole (a split question's parts are searched without it)."""
+    `cases`: case memory for the query searched whole, or for each part of a split one."""
     plan: Plan | None = None
     late: list[str] = []
     if planner is not None:
@@ -65,7 +65,8 @@ async def plan_and_search(planner: QueryPlanner | None, bandit: StrategyBandit, 
             metrics.LLM_COST.labels(**labels).inc(plan.usage.cost_usd)
     if plan is not None and plan.compound:
         planned = await retrieve_parts(bandit, plan, top_k, filters, request_id=request_id, endpoint="search",
-                                       strategy=strategy, use_bandit=use_bandit, replay=replay, variant=variant)
+                                       strategy=strategy, use_bandit=use_bandit, replay=replay, variant=variant,
+                                       cases=cases)
         return PlannedSearch(planned.result, planned.decisions, with_plan(plan, planned))
     retrieval = await bandit.retrieve(query, top_k, filters, request_id=request_id, endpoint="search",
                                       strategy=strategy, use_bandit=use_bandit, replay=replay, variant=variant,
