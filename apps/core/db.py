@@ -70,6 +70,13 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
 
 
 
+def writing(engine: AsyncEngine) -> AsyncEngine:
+    """The engine whose every transaction holds the write lock from its first statement on SQLite, for code
+    that opens its own sessions (a library's store): a read-then-write transaction of a deferred BEGIN
+    cannot wait for a concurrent writer and fails at once with "database is locked"."""
+    return engine.execution_options(**{_WRITE_OPTION: True})
+
+
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))

@@ -15,8 +15,10 @@ from a2a.server.context import ServerCallContext
 from a2a.server.models import create_task_model
 from a2a.server.tasks import DatabaseTaskStore, TaskStore
 from a2a.types import ListTasksRequest, ListTasksResponse, Task
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
+
+from apps.core.db import writing
 
 TABLE = "a2a_tasks"
 
@@ -34,6 +36,9 @@ class A2ATaskStore(DatabaseTaskStore):
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine, create_table=False)  # the SDK's default model here, replaced just below
         self.task_model = A2ATask
+        # A save is the SDK's `session.merge` (a read, then a write): on SQLite, beside the server's other
+        # writers, that upgrade fails at once unless the transaction took the write lock at its BEGIN.
+        self.async_session_maker = async_sessionmaker(writing(engine), expire_on_commit=False)
 
 
 class ServingTaskStore(TaskStore):
