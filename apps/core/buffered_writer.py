@@ -1,4 +1,4 @@
-"""A buffered batch insert that isolates bad rows: the request log and the bandit's decision log.
+"""A buffered batch insert that isolates bad rows, under every `FlushedLog` (apps/core/flushed_log.py).
 
 Rows append to an in-process buffer; a flush inserts them in one statement. A row the database
 refuses (too long, a broken constraint) is found by splitting the batch, logged and dropped, so it

@@ -1,6 +1,7 @@
 """A log the hot path appends to and a background loop writes: a `BufferedWriter` flushed every
 `interval_s` by a `Periodic`, and flushed once more on stop so a clean shutdown loses nothing.
-The request log, the tool-call audit and the bandit's decision log are each one of these."""
+The request log, the tool-call audit, the bandit's decision log and the case memory's decision log
+are each one of these."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ class FlushedLog(Generic[T]):
         self._engine = engine
         self._writer: BufferedWriter[T] = BufferedWriter(name, engine, insert_rows, describe)
         self._flusher = Periodic(f"{name}-flush", interval_s, self.flush)
+
+    def append(self, row: T) -> None:
+        self._writer.append(row)
 
     async def flush(self) -> None:
         await self._writer.flush()

@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 
 from apps.core import metrics
-from apps.core.buffered_writer import BufferedWriter
+from apps.core.flushed_log import FlushedLog
 from apps.core.models import utcnow
-from apps.core.periodic import Periodic
 from apps.core.visibility import Visibility
 from apps.search.cases.bank import CaseBank
 from apps.search.cases.features import Candidate
@@ -70,9 +69,8 @@ class CaseLeg:
         self.min_cosine = min_cosine
         self.min_lexical = min_lexical
         self.flush_interval_s = flush_interval_s
-        self._log: BufferedWriter[dict[str, object]] = BufferedWriter("case-decisions", store.engine,
-                                                                      store.insert_decisions, _describe)
-        self._flusher = Periodic("case-decisions-flush", flush_interval_s, self.flush)
+        self._log: FlushedLog[dict[str, object]] = FlushedLog("case-decisions", store.engine, store.insert_decisions,
+                                                              _describe, flush_interval_s)
 
     async def plausible(self, terms: list[str], collections: frozenset[str] | None) -> bool:
         """Whether some past question of these collections shares enough of the query's terms: only then
@@ -148,9 +146,8 @@ class CaseLeg:
         await self._log.flush()
 
     def start(self) -> None:
-        self._flusher.start()
+        self._log.start()
 
     async def stop(self) -> None:
-        self._flusher.stop()
-        await self.flush()
+        await self._log.stop()
 
