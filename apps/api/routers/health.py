@@ -55,8 +55,11 @@ async def _model_servers(runtime: Runtime, probe: bool) -> tuple[dict[str, Any] 
     except TimeoutError:
         llm = {"provider": runtime.settings.answer_provider, "state": "degraded"}
     reranker = runtime.search.reranker.status() if runtime.search.reranker is not None else None
-    return tuple(  # type: ignore[return-value]
-        {k: server.get(k) for k in _SERVER_FIELDS} if server is not None else None for server in (llm, reranker))
+    return _summary(llm), _summary(reranker)
+
+
+def _summary(server: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if server is None else {k: server.get(k) for k in _SERVER_FIELDS}
 
 
 @router.get("/health", summary="Service health (add ?detailed=true for dependency details)")
