@@ -20,7 +20,7 @@ from apps.search.cases.types import Ranking
 PLAIN = Ranking([1, 2, 3, 4, 5], [5.0, 4.0, 3.0, 2.0, 1.0])
 # p(rank 1) = 0.95, 2: 0.5, 3: 0.27 (where the candidate passage sits), 4: 0.18, 5: 0.14
 MODEL = SelectorParameters(1, FEATURES, BASE_FEATURES, {"c": CollectionModel(
-    Logistic((1.0,) + (0.0,) * (len(FEATURES) - 1), 0.0), {"*": Logistic((6.0, 0.0, 0.0, 0.0), -3.0)}, 100)})
+    Logistic((1.0,) + (0.0,) * (len(FEATURES) - 1), 0.0), {"*": Logistic((6.0,) + (0.0,) * (len(BASE_FEATURES) - 1), -3.0)}, 100)})
 HERE = 1 / (1 + np.exp(3.0 - 2.0))
 
 

@@ -3,7 +3,7 @@ decision reorders a ranking (the rule before a model, the model after, irrelevan
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -112,7 +112,7 @@ def test_the_rule_moves_only_a_near_duplicates_passages_and_drops_its_irrelevant
 def test_a_model_moves_a_passage_to_the_first_place_less_likely_than_it() -> None:
     s = selector()
     # Prior by position from the base model: 1 / rank weighs in; the selector: the first feature.
-    base = Logistic((6.0, 0.0, 0.0, 0.0), -3.0)  # p(rank 1) = 0.95, rank 2 = 0.5, rank 3 = 0.27 ...
+    base = Logistic((6.0,) + (0.0,) * (len(BASE_FEATURES) - 1), -3.0)  # p(rank 1) = 0.95, rank 2 = 0.5, rank 3 = 0.27 ...
     weights = [0.0] * len(FEATURES)
     weights[0] = 1.0
     s.parameters = SelectorParameters(1, FEATURES, BASE_FEATURES, {"c": CollectionModel(Logistic(tuple(weights), 0.0),
@@ -146,6 +146,23 @@ def test_features_leave_a_past_questions_own_judgements_out() -> None:
     assert base_features(ranking(1, 2, 3))[:, 0].tolist() == [1.0, 0.5, pytest.approx(1 / 3)]
 
 
+def test_a_cases_age_counts_in_whole_days_and_the_position_model_sees_the_legs() -> None:
+    """Seconds of age are the order of an import: a model that read them would drift while it serves."""
+    other = case(2, "who built eiffel tower", unit(1, 0.1, 0), [Passage(10, 1.0, 2)])
+    index = CollectionIndex("c", [other])
+    neighbour = Neighbour(other, 0.99, 0.8, 0.9, 0)
+
+    def age_feature(now: datetime) -> float:
+        found = candidates([neighbour], ranking(11, 10), {"c": index}, now)
+        return float(dict(zip(FEATURES, found[0].features))["age_days"])
+
+    assert age_feature(NOW) == age_feature(NOW + timedelta(hours=23)) == 0.0
+    assert age_feature(NOW + timedelta(days=3, hours=5)) == pytest.approx(np.log1p(3))
+    both = Ranking([1, 2, 3], [3.0, 2.0, 1.0], {"bm25": {1: 2, 2: 1}, "dense": {1: 1, 3: 4}})
+    columns = dict(zip(BASE_FEATURES, base_features(both).T.tolist()))
+    assert columns["bm25"] == [0.5, 1.0, 0.0] and columns["dense"] == [1.0, 0.0, 0.25]
+
+
 class Draws:
     """An rng whose draws are given (and which fails when asked for more than it was given)."""
 
@@ -157,7 +174,7 @@ class Draws:
 
 
 def test_exploration_draws_some_decisions_with_the_selectors_probability_and_logs_the_propensity() -> None:
-    base = Logistic((6.0, 0.0, 0.0, 0.0), -3.0)  # p(rank 1) = 0.95, 2: 0.5, 3: 0.27, 4: 0.18, 5: 0.14
+    base = Logistic((6.0,) + (0.0,) * (len(BASE_FEATURES) - 1), -3.0)  # p(rank 1) = 0.95, 2: 0.5, 3: 0.27, 4: 0.18, 5: 0.14
     weights = [0.0] * len(FEATURES)
     weights[0] = 1.0
     model = SelectorParameters(1, FEATURES, BASE_FEATURES, {"c": CollectionModel(Logistic(tuple(weights), 0.0),

@@ -23,7 +23,7 @@ FEATURES = (
     "neighbour",         # log(1 + place among the close cases)
     "cosine_gap",        # cosine less the closest case's
     "reward",            # the case's reward (rating, helpful, or from its marks)
-    "age_days",          # log(1 + the case's age in days)
+    "age_days",          # log(1 + the case's age in whole days)
     "share",             # 1 / how many passages the case judged relevant
     "times_relevant",    # log(1 + other cases of the collection that judged the passage relevant)
     "times_irrelevant",  # log(1 + other cases that judged it irrelevant)
@@ -39,7 +39,7 @@ FEATURES = (
     "rival_lexical",     # the same for lexical_query
     "is_top",            # it already is the query's top passage
 )
-BASE_FEATURES = ("reciprocal_rank", "log_rank", "score", "gap_to_next")
+BASE_FEATURES = ("reciprocal_rank", "log_rank", "score", "gap_to_next", "bm25", "dense")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,10 @@ def base_features(ranking: Ranking) -> np.ndarray:
     norm = np.asarray(ranking.normalised())
     ranks = np.arange(1, n + 1, dtype=np.float64)
     following = np.append(norm[1:], 0.0)
-    return np.stack([1.0 / ranks, np.log(ranks), norm, norm - following], axis=1)
+    # Where the passage stands in each leg: a top both legs put first is surer than one they dispute.
+    bm25, dense = ([1.0 / ranking.legs.get(leg, {}).get(cid, math.inf) for cid in ranking.order]
+                   for leg in ("bm25", "dense"))
+    return np.stack([1.0 / ranks, np.log(ranks), norm, norm - following, bm25, dense], axis=1)
 
 
 def candidates(neighbours: list[Neighbour], ranking: Ranking, index: dict[str, CollectionIndex], now: datetime,
@@ -91,7 +94,9 @@ def candidates(neighbours: list[Neighbour], ranking: Ranking, index: dict[str, C
         collection = index[case.collection]
         relevant = case.relevant
         shown = {p.chunk_id: p.shown_rank for p in case.passages}
-        age = max((now - case.created_at).total_seconds(), 0.0) / 86400
+        # Whole days: a model fitted minutes after an import must not read the import's order (seconds of
+        # age) as a signal that then drifts while it serves.
+        age = max((now - case.created_at).total_seconds(), 0.0) // 86400
         for passage in case.passages:
             if passage.judgement == 0:
                 continue
