@@ -43,6 +43,7 @@ from apps.orchestration.src.answer_graph import AnswerPipeline
 from apps.orchestration.src.answer_models import AnswerRequest, AnswerResponse
 from apps.orchestration.src.bandit.service import UnknownDecisionError
 from apps.orchestration.src.conversations.types import HistoryTurn
+from apps.orchestration.src.planner.retrieval import part_request_id
 from apps.orchestration.src.planner.search import plan_and_search, planner_of
 from apps.rollout.flags import Assignment, FlagContext
 from apps.runtime import Runtime
@@ -260,7 +261,10 @@ async def feedback(runtime: Runtime, body: FeedbackIn, caller: Caller) -> Feedba
     row = await runtime.feedback.record(key.id, body.request_id, endpoint or (decision.endpoint if decision else cased),
                                         body.model_dump(exclude={"request_id"}))
     if cased is not None:
-        await runtime.cases.from_feedback(key.id, body.request_id, row)
+        # A split question's parts were served under their own ids (`<id>.p<i>`): each part is its own past
+        # question, with the passages of the merged context it served and the marks on them.
+        for index in range(runtime.settings.planner_max_parts):
+            await runtime.cases.from_feedback(key.id, part_request_id(body.request_id, index), row, wait=index == 0)
     if decision is None or not _reward_signal(body):
         return FeedbackOut(request_id=body.request_id, reward=None, accepted=True, learned=False)
     try:

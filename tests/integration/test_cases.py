@@ -281,6 +281,25 @@ async def test_the_api_serves_cases_and_feedback_makes_them(api: Api) -> None:
     assert "dtrag_case_hits_total" in metrics and 'dtrag_case_lookups_total{outcome="changed"}' in metrics
 
 
+async def test_feedback_on_a_split_question_makes_a_case_of_each_part(api: Api) -> None:
+    headers = api.headers("read")
+    flag = await api.client.put("/api/v1/admin/feature-flags/neural_case_selector", headers=api.headers(),
+                                json={"reason": "test", "enabled": True})
+    assert flag.status_code == 200, flag.text
+    asked = await api.client.post("/api/v1/search", headers=headers, json={
+        "q": "Which company built the Eiffel Tower and who designed the Statue of Liberty?", "plan": True,
+        "strategy": "hybrid_cc"})
+    assert asked.status_code == 200, asked.text
+    hits = {h["title"]: h["chunk_id"] for h in asked.json()["hits"]}
+    marked = await api.client.post("/api/v1/feedback", headers=headers, json={
+        "request_id": asked.json()["request_id"],
+        "relevant_chunk_ids": [hits["Eiffel Tower construction"], hits["Statue of Liberty"]]})
+    assert marked.status_code == 200, marked.text
+    async with api.runtime.sessions() as session:
+        cases = (await session.execute(select(Case.query).order_by(Case.query))).scalars().all()
+    assert cases == ["Which company built the Eiffel Tower?", "Who designed the Statue of Liberty?"]
+
+
 async def test_an_admin_wipes_a_collections_cases_over_the_api_audited(api: Api) -> None:
     queries, qrels = _history()
     made = (await api.runtime.cases.import_judgements("default", queries, qrels)).cases

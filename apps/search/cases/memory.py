@@ -93,18 +93,21 @@ class CaseMemory:
             await asyncio.sleep(self.leg.flush_interval_s * 2)  # another worker may not have flushed yet
         return None
 
-    async def from_feedback(self, key_id: str | None, request_id: str, feedback: dict[str, Any]) -> list[int]:
+    async def from_feedback(self, key_id: str | None, request_id: str, feedback: dict[str, Any],
+                            wait: bool = True) -> list[int]:
         """Make (or bring up to date) the cases of one request from its merged feedback row; [] when the
         request was not served with case memory on, or not by this key, or the case could not be written
-        (logged: the feedback itself stands, and the next feedback for the request writes it again)."""
+        (logged: the feedback itself stands, and the next feedback for the request writes it again).
+        `wait`: give another worker's buffered decision row one flush interval to arrive."""
         try:
-            return await self._from_feedback(key_id, request_id, feedback)
+            return await self._from_feedback(key_id, request_id, feedback, wait)
         except Exception:  # noqa: BLE001 - a case is a by-product of feedback, never its failure
             log.exception("could not write the case of a request's feedback", extra={"request_id": request_id[:100]})
             return []
 
-    async def _from_feedback(self, key_id: str | None, request_id: str, feedback: dict[str, Any]) -> list[int]:
-        decision = await self._decision(key_id, request_id)
+    async def _from_feedback(self, key_id: str | None, request_id: str, feedback: dict[str, Any],
+                             wait: bool) -> list[int]:
+        decision = await self._decision(key_id, request_id, wait)
         if decision is None:
             return []
         served = [int(cid) for cid in decision.served_chunk_ids]
