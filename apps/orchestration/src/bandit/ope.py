@@ -77,7 +77,8 @@ def evaluate(logged: Sequence[Logged], target: Policy, model: RewardModel | None
     result: dict[str, Any] = {"n": n, "ess": round(float(w.sum() ** 2 / (w * w).sum()) if (w * w).sum() else 0.0, 1),
                               "logged_mean_reward": round(float(r.mean()), 4)}
     for k, v in point.items():
-        lo, hi = np.nanpercentile(samples[k], [2.5, 97.5])
+        defined = [x for x in samples[k] if not np.isnan(x)]  # SNIPS has none when no resample has weight
+        lo, hi = np.percentile(defined, [2.5, 97.5]) if defined else (float("nan"), float("nan"))
         result[k] = {"value": round(v, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
     return result
 
