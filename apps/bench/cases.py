@@ -7,7 +7,8 @@ with and without them.
 - shown_only: each history question searched with case memory on, and feedback marking only the relevant
   passages its own top 10 showed (the way a person's thumbs arrive), the selector trained;
 - noisy: as with_cases, but for the given share of history questions the judgement is one wrong passage
-  from its own top 10.
+  from its own top 10;
+- ceiling: with_cases's close cases in the hands of a selector that never errs (see `_ceiling`).
 
 Every mode starts from an empty bank of the corpus's collection (the bench's database is its own), and
 its selector is trained on that mode's bank alone. The selector explores as it does when served
@@ -45,6 +46,10 @@ def split_history(dataset: BeirDataset, fraction: float, seed: int) -> tuple[lis
     return sorted(ids[:cut]), sorted(ids[cut:])
 
 
+def _request_id(nonce: str, mode: str, qid: str) -> str:
+    return f"bench-{nonce}-{mode}-{qid}"[:64]
+
+
 async def _search_all(runtime: Runtime, queries: dict[str, str], strategy: str, nonce: str, mode: str,
                       cases: bool) -> tuple[Run, dict[str, Any]]:
     run: Run = {}
@@ -52,7 +57,7 @@ async def _search_all(runtime: Runtime, queries: dict[str, str], strategy: str, 
     leg: list[float] = []  # the case leg alone (with the query's embedding when no dense leg made it)
     changed = 0
     for qid, text in queries.items():
-        memory = CaseQuery(f"bench-{nonce}-{mode}-{qid}"[:64], "search") if cases else None
+        memory = CaseQuery(_request_id(nonce, mode, qid), "search") if cases else None
         start = time.perf_counter()
         result = await runtime.search.search(text, top_k=CHUNK_DEPTH, strategy=strategy, cases=memory)
         latencies.append((time.perf_counter() - start) * 1000)
@@ -74,6 +79,46 @@ async def _plain_top(runtime: Runtime, text: str, strategy: str, k: int = 10) ->
 def _scores(qrels: dict[str, dict[str, int]], run: Run, timing: dict[str, Any]) -> dict[str, Any]:
     metrics = evaluate(qrels, run)
     return {"ndcg@10": metrics["ndcg@10"], "recall@100": metrics["recall@100"], **timing}
+
+
+async def _ceiling(runtime: Runtime, test: BeirDataset, qrels: dict[str, dict[str, int]], base: Run, nonce: str,
+                   mode: str) -> dict[str, Any]:
+    """What a selector that never errs could add from these cases: for each test question whose plain first
+    document is not relevant, the relevant document a close case proposed (if any) moved first. With gold
+    answers (answers.jsonl), also how many of those wrong first documents hold one: moving a passage over
+    one that answers the question follows the label's choice between duplicates, it corrects nothing; the
+    second figure is the ceiling without such moves."""
+    await runtime.cases.leg.flush()
+    collection = await runtime.cases.store.collection_id(DEFAULT_COLLECTION)
+    relevant_docs = sorted({d for judged in qrels.values() for d, s in judged.items() if s > 0})
+    chunks = await runtime.cases.store.chunks_of_documents(collection or 0, relevant_docs)
+    doc_of = {cid: doc for doc, ids in chunks.items() for cid in ids}
+    answers = test.answers()
+    texts = {d.external_id: d.text for d in test.corpus()} if answers else {}
+    ceiling, without = dict(base), dict(base)
+    wrong = proposed = holds_answer = 0
+    for qid, scores in base.items():
+        first = max(scores, key=lambda d: scores[d]) if scores else None
+        if first is None or qrels[qid].get(first, 0) > 0:
+            continue
+        wrong += 1
+        answered = any(a and a in texts.get(first, "") for a in answers.get(qid, ()))
+        holds_answer += answered
+        row = await runtime.cases.store.decision(_request_id(nonce, mode, qid))
+        found = [doc_of[c["chunk_id"]] for c in (row.candidates if row is not None else ())
+                 if c.get("judgement", 0) > 0 and qrels[qid].get(doc_of.get(c["chunk_id"], ""), 0) > 0]
+        if not found:
+            continue
+        proposed += 1
+        moved = {**scores, found[0]: max(scores.values()) + 1.0}
+        ceiling[qid] = moved
+        if not answered:
+            without[qid] = moved
+    out = {"wrong_first": wrong, "relevant_proposed": proposed, "ndcg@10": evaluate(qrels, ceiling)["ndcg@10"]}
+    if answers:
+        out |= {"wrong_first_holding_an_answer": holds_answer,
+                "ndcg@10_without_those": evaluate(qrels, without)["ndcg@10"]}
+    return out
 
 
 async def _trained(runtime: Runtime) -> dict[str, Any]:
@@ -104,8 +149,8 @@ async def bench_cases(history: BeirDataset, test: BeirDataset, history_ids: list
         out: dict[str, Any] = {"dataset": test.name, "strategy": strategy, "backend": settings.backend,
                                "queries": len(queries), "history": len(past), "ingest": ingest, "selector": {}}
 
-        run, timing = await _search_all(runtime, queries, strategy, nonce, "base", cases=False)
-        out["baseline"] = _scores(qrels, run, timing)
+        base_run, timing = await _search_all(runtime, queries, strategy, nonce, "base", cases=False)
+        out["baseline"] = _scores(qrels, base_run, timing)
 
         async def fresh() -> None:
             await runtime.cases.wipe(DEFAULT_COLLECTION)
@@ -119,13 +164,14 @@ async def bench_cases(history: BeirDataset, test: BeirDataset, history_ids: list
         out["selector"]["with_cases"] = await _trained(runtime)
         run, timing = await _search_all(runtime, queries, strategy, nonce, "with", cases=True)
         out["with_cases"] = _scores(qrels, run, timing)
+        out["ceiling"] = await _ceiling(runtime, test, qrels, base_run, nonce, "with")
 
         # shown_only: the history served with case memory on (from an empty bank and the fixed rule, as a
         # new deployment), then feedback marking what its top 10 showed that is relevant.
         await fresh()
         await runtime.cases.reset_selector()
         for qid, text in past.items():
-            request_id = f"bench-{nonce}-hist-{qid}"[:64]
+            request_id = _request_id(nonce, "hist", qid)
             result = await runtime.search.search(text, top_k=10, strategy=strategy,
                                                  cases=CaseQuery(request_id, "search"))
             relevant = [h.chunk_id for h in result.hits if judged[qid].get(h.external_id or h.doc_id, 0) > 0]
