@@ -109,19 +109,25 @@ def test_the_rule_moves_only_a_near_duplicates_passages_and_drops_its_irrelevant
     assert mixed.order == [1, 2, 3, 4] and mixed.dropped == []
 
 
+def first_feature_model() -> SelectorParameters:
+    """A selector whose probability is the sigmoid of the first feature, over a position prior in which
+    1 / rank weighs in: p(rank 1) = 0.95, 2: 0.5, 3: 0.27, 4: 0.18, 5: 0.14."""
+    base = Logistic((6.0,) + (0.0,) * (len(BASE_FEATURES) - 1), -3.0)
+    weights = (1.0,) + (0.0,) * (len(FEATURES) - 1)
+    return SelectorParameters(1, FEATURES, BASE_FEATURES, {"c": CollectionModel(Logistic(weights, 0.0), {"*": base},
+                                                                                 100)})
+
+
+def with_p(chunk_id: int, p: float) -> Candidate:
+    """A passage a close case judged relevant, to which `first_feature_model` gives probability p."""
+    features = np.zeros(len(FEATURES))
+    features[0] = np.log(p / (1 - p))
+    return Candidate(chunk_id, 1, "c", 1.0, 0.9, 0.5, 0.5, features)
+
+
 def test_a_model_moves_a_passage_to_the_first_place_less_likely_than_it() -> None:
     s = selector()
-    # Prior by position from the base model: 1 / rank weighs in; the selector: the first feature.
-    base = Logistic((6.0,) + (0.0,) * (len(BASE_FEATURES) - 1), -3.0)  # p(rank 1) = 0.95, rank 2 = 0.5, rank 3 = 0.27 ...
-    weights = [0.0] * len(FEATURES)
-    weights[0] = 1.0
-    s.parameters = SelectorParameters(1, FEATURES, BASE_FEATURES, {"c": CollectionModel(Logistic(tuple(weights), 0.0),
-                                                                                          {"*": base}, 100)})
-
-    def with_p(chunk_id: int, p: float) -> Candidate:
-        features = np.zeros(len(FEATURES))
-        features[0] = np.log(p / (1 - p))
-        return Candidate(chunk_id, 1, "c", 1.0, 0.9, 0.5, 0.5, features)
+    s.parameters = first_feature_model()
 
     plain = ranking(1, 2, 3, 4, 5)
     assert s.decide(plain, [with_p(4, 0.6)], "bm25").order == [1, 4, 2, 3, 5]
@@ -174,17 +180,7 @@ class Draws:
 
 
 def test_exploration_draws_some_decisions_with_the_selectors_probability_and_logs_the_propensity() -> None:
-    base = Logistic((6.0,) + (0.0,) * (len(BASE_FEATURES) - 1), -3.0)  # p(rank 1) = 0.95, 2: 0.5, 3: 0.27, 4: 0.18, 5: 0.14
-    weights = [0.0] * len(FEATURES)
-    weights[0] = 1.0
-    model = SelectorParameters(1, FEATURES, BASE_FEATURES, {"c": CollectionModel(Logistic(tuple(weights), 0.0),
-                                                                                 {"*": base}, 100)})
-
-    def with_p(chunk_id: int, p: float) -> Candidate:
-        features = np.zeros(len(FEATURES))
-        features[0] = np.log(p / (1 - p))
-        return Candidate(chunk_id, 1, "c", 1.0, 0.9, 0.5, 0.5, features)
-
+    model = first_feature_model()
     plain = ranking(1, 2, 3, 4, 5)
     # Each decision is a draw with probability 0.2: the first number says whether, the second admits under p.
     s = Selector(Versions(), Thresholds(0.95, 0.8, margin=0.05), refresh_s=60, exploration=0.2,  # type: ignore[arg-type]
