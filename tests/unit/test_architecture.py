@@ -88,6 +88,19 @@ def test_nothing_imports_a_door() -> None:
     assert offences == []
 
 
+def test_the_runbook_doors_inside_the_layers_only_add_the_runtime() -> None:
+    """A door inside a layer (kept at the import path the runbooks use) defines nothing but what reaches the
+    process's runtime; whatever else it offers is re-exported from the layer, where the services use it."""
+    offences = []
+    for door in (d for d in DOORS if d.startswith("apps.orchestration.")):
+        tree = ast.parse((APPS.parent / door.replace(".", "/")).with_suffix(".py").read_text())
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and "get_runtime" not in {
+                    n.id for n in ast.walk(node) if isinstance(n, ast.Name)}:
+                offences.append(f"{door} defines {node.name}")
+    assert offences == []
+
+
 def test_only_the_root_reads_settings_and_makes_engines() -> None:
     offences = []
     for path in APPS.rglob("*.py"):
