@@ -8,7 +8,8 @@ with and without them.
   passages its own top 10 showed (the way a person's thumbs arrive), the selector trained;
 - noisy: as with_cases, but for the given share of history questions the judgement is one wrong passage
   from its own top 10;
-- ceiling: with_cases's close cases in the hands of a selector that never errs (see `_ceiling`).
+- ceiling: with_cases's close cases in the hands of a selector that never errs, and (`hindsight_ndcg@10`)
+  in those of the selector fitted on the test questions' own outcomes (apps/bench/case_ceilings.py).
 
 Every mode starts from an empty bank of the corpus's collection (the bench's database is its own), and
 its selector is trained on that mode's bank alone. The selector explores as it does when served
@@ -26,6 +27,7 @@ import mmh3
 import numpy as np
 
 from apps.bench.beir import BeirDataset
+from apps.bench.case_ceilings import ceiling, hindsight
 from apps.bench.metrics import Run, evaluate
 from apps.bench.retrieval import DOC_DEPTH, doc_scores, ingest_dataset
 from apps.core.config import Settings
@@ -81,46 +83,6 @@ def _scores(qrels: dict[str, dict[str, int]], run: Run, timing: dict[str, Any]) 
     return {"ndcg@10": metrics["ndcg@10"], "recall@100": metrics["recall@100"], **timing}
 
 
-async def _ceiling(runtime: Runtime, test: BeirDataset, qrels: dict[str, dict[str, int]], base: Run, nonce: str,
-                   mode: str) -> dict[str, Any]:
-    """What a selector that never errs could add from these cases: for each test question whose plain first
-    document is not relevant, the relevant document a close case proposed (if any) moved first. With gold
-    answers (answers.jsonl), also how many of those wrong first documents hold one: moving a passage over
-    one that answers the question follows the label's choice between duplicates, it corrects nothing; the
-    second figure is the ceiling without such moves."""
-    await runtime.cases.leg.flush()
-    collection = await runtime.cases.store.collection_id(DEFAULT_COLLECTION)
-    relevant_docs = sorted({d for judged in qrels.values() for d, s in judged.items() if s > 0})
-    chunks = await runtime.cases.store.chunks_of_documents(collection or 0, relevant_docs)
-    doc_of = {cid: doc for doc, ids in chunks.items() for cid in ids}
-    answers = test.answers()
-    texts = {d.external_id: d.text for d in test.corpus()} if answers else {}
-    ceiling, without = dict(base), dict(base)
-    wrong = proposed = holds_answer = 0
-    for qid, scores in base.items():
-        first = max(scores, key=lambda d: scores[d]) if scores else None
-        if first is None or qrels[qid].get(first, 0) > 0:
-            continue
-        wrong += 1
-        answered = any(a and a in texts.get(first, "") for a in answers.get(qid, ()))
-        holds_answer += answered
-        row = await runtime.cases.store.decision(_request_id(nonce, mode, qid))
-        found = [doc_of[c["chunk_id"]] for c in (row.candidates if row is not None else ())
-                 if c.get("judgement", 0) > 0 and qrels[qid].get(doc_of.get(c["chunk_id"], ""), 0) > 0]
-        if not found:
-            continue
-        proposed += 1
-        moved = {**scores, found[0]: max(scores.values()) + 1.0}
-        ceiling[qid] = moved
-        if not answered:
-            without[qid] = moved
-    out = {"wrong_first": wrong, "relevant_proposed": proposed, "ndcg@10": evaluate(qrels, ceiling)["ndcg@10"]}
-    if answers:
-        out |= {"wrong_first_holding_an_answer": holds_answer,
-                "ndcg@10_without_those": evaluate(qrels, without)["ndcg@10"]}
-    return out
-
-
 async def _trained(runtime: Runtime) -> dict[str, Any]:
     report = await runtime.cases.train()
     return {name: {k: c[k] for k in ("cases", "examples", "positives", "selector")}
@@ -164,7 +126,10 @@ async def bench_cases(history: BeirDataset, test: BeirDataset, history_ids: list
         out["selector"]["with_cases"] = await _trained(runtime)
         run, timing = await _search_all(runtime, queries, strategy, nonce, "with", cases=True)
         out["with_cases"] = _scores(qrels, run, timing)
-        out["ceiling"] = await _ceiling(runtime, test, qrels, base_run, nonce, "with")
+        served = {q: _request_id(nonce, "with", q) for q in queries}
+        out["ceiling"] = await ceiling(runtime, test, qrels, base_run, served)
+        out["ceiling"]["hindsight_ndcg@10"] = await hindsight(runtime, queries, qrels, base_run, served, strategy,
+                                                              CHUNK_DEPTH)
 
         # shown_only: the history served with case memory on (from an empty bank and the fixed rule, as a
         # new deployment), then feedback marking what its top 10 showed that is relevant.

@@ -55,3 +55,5 @@ async def test_the_bench_measures_cases_against_the_baseline_and_the_ceiling(tmp
     assert (ceiling["wrong_first"], ceiling["relevant_proposed"], ceiling["wrong_first_holding_an_answer"]) == (1, 1, 1)
     assert ceiling["ndcg@10"] == out["with_cases"]["ndcg@10"]
     assert ceiling["ndcg@10_without_those"] == out["baseline"]["ndcg@10"]
+    # The fixed rule served: no fitted selector to refit on the test questions' outcomes.
+    assert ceiling["hindsight_ndcg@10"] is None

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from apps.bench.case_ceilings import cross_fitted
 from apps.search.cases.bank import CollectionIndex
 from apps.search.cases.features import BASE_FEATURES, FEATURES, Candidate, base_features, candidates
 from apps.search.cases.model import CollectionModel, Logistic, SelectorParameters, fit_logistic, sigmoid
@@ -212,3 +213,26 @@ def test_exploration_draws_some_decisions_with_the_selectors_probability_and_log
     s.rng = Draws()  # type: ignore[assignment]
     ruled = s.decide(plain, [with_p(4, 0.9)], "bm25")
     assert ruled.rule and ruled.order == plain.order and ruled.propensities == {4: 0.0}
+
+
+def test_fitted_in_hindsight_the_selector_follows_what_the_test_questions_own_outcomes_teach() -> None:
+    """`dtrag bench cases`'s hindsight: each question is decided by a model fitted on the other folds'."""
+    s = selector()
+    s.parameters = first_feature_model()
+    plain = ranking(1, 2, 3, 4, 5)
+    truth = {f"q{i}": 3 if i % 2 else 4 for i in range(100)}
+
+    def found(qid: str) -> list[Candidate]:
+        # Close cases propose 3 and 4 to every question; the second feature says which one is its own.
+        out = []
+        for chunk_id in (3, 4):
+            features = np.zeros(len(FEATURES))
+            features[1] = float(chunk_id == truth[qid])
+            out.append(Candidate(chunk_id, chunk_id, "c", 1.0, 0.9, 0.5, 0.5, features))
+        return out
+
+    inputs = {qid: (plain, found(qid)) for qid in truth}
+    orders = cross_fitted(inputs, lambda qid, cid: cid == truth[qid], s, "c", "bm25")
+    assert orders is not None and all(orders[qid][0] == truth[qid] for qid in truth)
+    # No relevant passage among the candidates: nothing to fit.
+    assert cross_fitted(inputs, lambda qid, cid: False, s, "c", "bm25") is None

@@ -171,22 +171,18 @@ class CaseMemory:
 
     # --- the selector's batch update -----------------------------------------------------------------
 
-    async def _rank(self, query: str, strategy: str | None, collection: str) -> tuple[Ranking, str]:
+    async def plain_ranking(self, query: str, strategy: str | None, collection: str) -> tuple[Ranking, str]:
+        """The ranking the case leg would see for the query in the collection: a plain search at its depth."""
         chosen = self.search.resolve(strategy).name
         view = Visibility(frozenset({collection}), None)
         result = await self.search.search(query, top_k=self.search.depth(1), filters=SearchFilters(visibility=view),
                                           strategy=chosen)
-        legs: dict[str, dict[int, int]] = {}
-        for hit in result.hits:
-            for leg, rank in hit.ranks.items():
-                if rank is not None:
-                    legs.setdefault(leg, {})[hit.chunk_id] = rank
-        return Ranking([h.chunk_id for h in result.hits], [h.score for h in result.hits], legs), chosen
+        return Ranking.of_hits(result.hits), chosen
 
     async def train(self) -> dict[str, Any]:
         """One batch update; every worker reads the new version within CASES_REFRESH_S."""
         based_on = await self.store.latest_version()
-        version, report = await batch_update(self.store, self.bank, self._rank, self.limits, based_on)
+        version, report = await batch_update(self.store, self.bank, self.plain_ranking, self.limits, based_on)
         metrics.CASE_SELECTOR_UPDATES.labels(outcome="stored" if version else "superseded").inc()
         await self.selector.refresh(force=True)
         return report

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from apps.search.types import Hit
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,16 @@ class Ranking:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positions", {cid: i for i, cid in enumerate(self.order)})
+
+    @classmethod
+    def of_hits(cls, hits: list[Hit]) -> Ranking:
+        """The ranking a plain search's hits (at the case leg's depth) show, with each hit's leg ranks."""
+        legs: dict[str, dict[int, int]] = {}
+        for hit in hits:
+            for leg, rank in hit.ranks.items():
+                if rank is not None:
+                    legs.setdefault(leg, {})[hit.chunk_id] = rank
+        return cls([h.chunk_id for h in hits], [h.score for h in hits], legs)
 
     def rank(self, chunk_id: int) -> int | None:
         position = self.positions.get(chunk_id)  # type: ignore[attr-defined]
